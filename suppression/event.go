@@ -117,6 +117,16 @@ type Event struct {
 	Reason        Reason
 	Origin        Origin
 	Justification string // required on unsuppress: why an operator lifts it
+	Context       EventContext
+}
+
+// EventContext says where an event came from, for the audit trail. None of
+// it identifies a person.
+type EventContext struct {
+	CampaignID string `json:"campaign_id,omitempty"`
+	ListID     string `json:"list_id,omitempty"`
+	MessageID  string `json:"message_id,omitempty"`
+	RequestID  string `json:"request_id,omitempty"` // the publisher's idempotency key
 }
 
 // Limits on an event.
@@ -181,7 +191,7 @@ func (e *Event) Normalize(ref time.Time) error {
 	if e.OccurredAt.IsZero() {
 		bad("time", "required: when the person acted")
 	} else if !ref.IsZero() && e.OccurredAt.After(ref.Add(MaxClockSkew)) {
-		bad("time", "more than %s after the message was written", MaxClockSkew)
+		bad("time", "more than %s in the future", MaxClockSkew)
 	}
 	if e.Namespace == "" {
 		e.Namespace = DefaultNamespace

@@ -57,7 +57,7 @@ func TestEventNormalizeRejects(t *testing.T) {
 		{"no source", func(e *Event) { e.Source = "" }, []string{"source: must be"}},
 		{"unknown type", func(e *Event) { e.Type = "teleport" }, []string{`type: unknown event type "teleport"`}},
 		{"no time", func(e *Event) { e.OccurredAt = time.Time{} }, []string{"time: required"}},
-		{"time from the future", func(e *Event) { e.OccurredAt = t0.Add(time.Hour) }, []string{"time: more than 15m0s after"}},
+		{"time from the future", func(e *Event) { e.OccurredAt = t0.Add(time.Hour) }, []string{"time: more than 15m0s in the future"}},
 		{"no identifiers", func(e *Event) { e.Identifiers = nil }, []string{"data.identifiers: at least one"}},
 		{"unknown identifier type", func(e *Event) { e.Identifiers[0].Type = "fax" }, []string{`data.identifiers[0].type: unknown identifier type "fax"`}},
 		{"no scopes on unsubscribe", func(e *Event) { e.Scopes = nil }, []string{"data.scopes: required for unsubscribe events"}},
