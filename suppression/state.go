@@ -134,3 +134,7 @@ func (s ScopeState) Suppressed() bool {
 	}
 	return false
 }
+
+// Sort puts the registers in the canonical order Apply keeps them in, for a
+// state read back from storage.
+func (s ScopeState) Sort() { slices.SortFunc(s, registerOrder) }

@@ -1,0 +1,117 @@
+-- apply.lua: fold changes into the records of one bucket, atomically.
+--
+-- KEYS[1]  the bucket (a hash: field = the rest of a storage key, value = the record)
+-- ARGV     pairs: field, changes (entries in the record layout of codec.go)
+-- returns  the number of changes that altered a record
+--
+-- The merge rule is the domain's (suppression.ScopeState.Apply), written
+-- again here so concurrent writers cannot interleave between read and write;
+-- the Go tests run both on random event sets and require the same states.
+
+local FORMAT = 1
+local LIFT = 128
+-- reason codes that only an admin lift naming them can lift:
+-- restriction 4, erasure 5, complaint 6, minor 9
+local STICKY = {[4] = true, [5] = true, [6] = true, [9] = true}
+
+local function decode(s, pos, out)
+  local n = #s
+  while pos <= n do
+    local sl = string.byte(s, pos)
+    local scope = string.sub(s, pos + 1, pos + sl)
+    pos = pos + 1 + sl
+    local kind, origin, at, hi, lo, srcl = struct.unpack('>BBI6I4I4B', s, pos)
+    pos = pos + 17
+    local src = string.sub(s, pos, pos + srcl - 1)
+    pos = pos + srcl
+    out[#out + 1] = {scope = scope, kind = kind, origin = origin, at = at, hi = hi, lo = lo, src = src}
+  end
+  return out
+end
+
+local function encode(entries)
+  local parts = {string.char(FORMAT)}
+  for i = 1, #entries do
+    local e = entries[i]
+    parts[#parts + 1] = string.char(#e.scope) .. e.scope ..
+      struct.pack('>BBI6I4I4B', e.kind, e.origin, e.at, e.hi, e.lo, #e.src) .. e.src
+  end
+  return table.concat(parts)
+end
+
+-- cmp orders stamps: occurred_at, then the tag's high and low words.
+local function cmp(a, b)
+  if a.at ~= b.at then return a.at < b.at and -1 or 1 end
+  if a.hi ~= b.hi then return a.hi < b.hi and -1 or 1 end
+  if a.lo ~= b.lo then return a.lo < b.lo and -1 or 1 end
+  return 0
+end
+
+local function find(entries, scope, kind)
+  for i = 1, #entries do
+    local e = entries[i]
+    if e.scope == scope and e.kind == kind then return e end
+  end
+  return nil
+end
+
+-- covers: does a lift for reason lr (0: plain lift) make register e obsolete?
+local function covers(lr, e)
+  local r = e.kind % LIFT
+  if lr == 0 then return r ~= 0 and not STICKY[r] end
+  return e.kind == r and r == lr
+end
+
+local function apply(entries, c)
+  local cur = find(entries, c.scope, c.kind)
+  if cur and cmp(cur, c) >= 0 then return entries, false end
+  local lift = c.kind >= LIFT
+  local r = c.kind % LIFT
+  if not lift then
+    local l = find(entries, c.scope, LIFT + r)
+    if l and cmp(l, c) >= 0 then return entries, false end
+    if not STICKY[r] then
+      l = find(entries, c.scope, LIFT)
+      if l and cmp(l, c) >= 0 then return entries, false end
+    end
+  elseif r ~= 0 and not STICKY[r] then
+    local l = find(entries, c.scope, LIFT)
+    if l and cmp(l, c) >= 0 then return entries, false end
+  end
+  local out = {}
+  for i = 1, #entries do
+    local e = entries[i]
+    local same = e.scope == c.scope
+    if not (same and e.kind == c.kind) and
+       not (lift and same and cmp(c, e) >= 0 and covers(r, e)) then
+      out[#out + 1] = e
+    end
+  end
+  out[#out + 1] = c
+  return out, true
+end
+
+local changed = 0
+for i = 1, #ARGV, 2 do
+  local field = ARGV[i]
+  local changes = decode(ARGV[i + 1], 1, {})
+  local cur = redis.call('HGET', KEYS[1], field)
+  local entries = {}
+  if cur then
+    if string.byte(cur, 1) ~= FORMAT then
+      return redis.error_reply('record format ' .. string.byte(cur, 1) .. ' is not ' .. FORMAT)
+    end
+    decode(cur, 2, entries)
+  end
+  local dirty = false
+  for j = 1, #changes do
+    local ok
+    entries, ok = apply(entries, changes[j])
+    if ok then
+      dirty = true
+      changed = changed + 1
+    end
+  end
+  if dirty then redis.call('HSET', KEYS[1], field, encode(entries)) end
+end
+return changed
