@@ -1,7 +1,9 @@
 -- apply.lua: fold changes into the records of one bucket, atomically.
 --
--- KEYS[1]  the bucket (a hash: field = the rest of a storage key, value = the record)
--- ARGV     pairs: field, changes (entries in the record layout of codec.go)
+-- KEYS     buckets of one slot group (hashes: field = the rest of a storage
+--          key, value = the record)
+-- ARGV     quadruples: index into KEYS, field, changes (entries in the record
+--          layout of codec.go), number of entries
 -- returns  the number of changes that altered a record
 --
 -- The merge rule is the domain's (suppression.ScopeState.Apply), written
@@ -92,26 +94,31 @@ local function apply(entries, c)
 end
 
 local changed = 0
-for i = 1, #ARGV, 2 do
-  local field = ARGV[i]
-  local changes = decode(ARGV[i + 1], 1, {})
-  local cur = redis.call('HGET', KEYS[1], field)
-  local entries = {}
-  if cur then
+for i = 1, #ARGV, 4 do
+  local key = KEYS[tonumber(ARGV[i])]
+  local field = ARGV[i + 1]
+  -- The caller has already merged the batch's changes for this field into
+  -- one reduced state (ARGV[i + 2], with ARGV[i + 3] entries); a field seen
+  -- for the first time, the common case, takes it as it is.
+  if redis.call('HSETNX', key, field, string.char(FORMAT) .. ARGV[i + 2]) == 1 then
+    changed = changed + tonumber(ARGV[i + 3])
+  else
+    local cur = redis.call('HGET', key, field)
     if string.byte(cur, 1) ~= FORMAT then
       return redis.error_reply('record format ' .. string.byte(cur, 1) .. ' is not ' .. FORMAT)
     end
-    decode(cur, 2, entries)
-  end
-  local dirty = false
-  for j = 1, #changes do
-    local ok
-    entries, ok = apply(entries, changes[j])
-    if ok then
-      dirty = true
-      changed = changed + 1
+    local entries = decode(cur, 2, {})
+    local changes = decode(ARGV[i + 2], 1, {})
+    local dirty = false
+    for j = 1, #changes do
+      local ok
+      entries, ok = apply(entries, changes[j])
+      if ok then
+        dirty = true
+        changed = changed + 1
+      end
     end
+    if dirty then redis.call('HSET', key, field, encode(entries)) end
   end
-  if dirty then redis.call('HSET', KEYS[1], field, encode(entries)) end
 end
 return changed

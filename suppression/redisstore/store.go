@@ -5,13 +5,15 @@
 //
 // A storage key (suppression.Keyer: 32 bytes, an HMAC when a pepper is set)
 // is split in two. Its first BucketBits bits name a bucket, a Redis hash
-// "<prefix>:<generation>:<namespace>:<bucket hex>"; bytes 3 to 18 are the
+// "<prefix>:<generation>:{<namespace>:<group hex>}<bucket hex>", where the
+// group is the first GroupBits bits and, in braces, the cluster hash tag;
+// bytes 3 to 18 are the
 // field inside it; the value is the key's record (codec.go): every register
 // of every scope. Many small hashes stay in Redis's compact listpack encoding
 // (set hash-max-listpack-entries above the expected entries per bucket),
-// which is what keeps an identifier near 60 bytes instead of the ~170 of a
-// hash per key. Every write touches one bucket, one slot: nothing spans two
-// cluster slots. The generation ("g1", "g2", ...) lets a rebuild fill a fresh
+// which is what keeps an identifier near 70 bytes instead of the ~170 of a
+// hash per key. One script call writes the buckets of one group, one slot:
+// nothing spans two cluster slots. The generation ("g1", "g2", ...) lets a rebuild fill a fresh
 // layout while readers use the old one, then switch.
 //
 // # Contract
@@ -60,6 +62,12 @@ type Options struct {
 	// bucket at a million identifiers, 1,500 at a hundred million). Part of
 	// the layout: changing it needs a rebuild.
 	BucketBits int
+	// GroupBits is how many leading bits pick a bucket's slot group: the
+	// buckets of one group share a cluster slot (a hash tag), so one script
+	// call can write all of a batch's keys in that group. 1 to BucketBits;
+	// default 8 (256 groups per namespace, spread over the cluster's
+	// masters). Part of the layout.
+	GroupBits int
 	// Keyer turns match keys into storage keys; its pepper must be the same
 	// on every replica. Default: no pepper.
 	Keyer suppression.Keyer
@@ -77,6 +85,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.BucketBits < 1 || o.BucketBits > 24 {
 		return fmt.Errorf("bucket bits %d: want 1 to 24", o.BucketBits)
+	}
+	if o.GroupBits == 0 {
+		o.GroupBits = min(8, o.BucketBits)
+	}
+	if o.GroupBits < 1 || o.GroupBits > o.BucketBits {
+		return fmt.Errorf("group bits %d: want 1 to the bucket bits (%d)", o.GroupBits, o.BucketBits)
 	}
 	if strings.ContainsAny(o.Prefix+o.Generation, ":{} ") {
 		return fmt.Errorf("prefix and generation may not contain ':', '{', '}' or spaces")
@@ -107,21 +121,27 @@ type Write struct {
 	Change    suppression.Change
 }
 
-// location is where a match key's record lives.
+// location is where a match key's record lives: a field of a bucket, whose
+// key names its slot group in a hash tag.
 type location struct {
+	group  string
 	bucket string
 	field  string
 }
 
 func (s *Store) locate(ns string, k suppression.MatchKey) location {
 	sk := s.opts.Keyer.StorageKey(k)
-	b := uint32(sk[0])<<16 | uint32(sk[1])<<8 | uint32(sk[2])
-	b >>= 24 - s.opts.BucketBits
-	digits := (s.opts.BucketBits + 3) / 4
+	top := uint32(sk[0])<<16 | uint32(sk[1])<<8 | uint32(sk[2])
+	b := top >> (24 - s.opts.BucketBits)
+	g := top >> (24 - s.opts.GroupBits)
+	group := s.opts.Prefix + ":" + s.opts.Generation + ":{" + ns + ":" + hexDigits(g, s.opts.GroupBits) + "}"
+	return location{group: group, bucket: group + hexDigits(b, s.opts.BucketBits), field: string(sk[3:19])}
+}
+
+func hexDigits(v uint32, bits int) string {
 	var hb [6]byte
-	hex.Encode(hb[:], []byte{byte(b >> 16), byte(b >> 8), byte(b)})
-	key := s.opts.Prefix + ":" + s.opts.Generation + ":" + ns + ":" + string(hb[6-digits:])
-	return location{bucket: key, field: string(sk[3:19])}
+	hex.Encode(hb[:], []byte{byte(v >> 16), byte(v >> 8), byte(v)})
+	return string(hb[6-(bits+3)/4:])
 }
 
 // Apply folds writes into the store and returns how many changed a record
@@ -131,44 +151,73 @@ func (s *Store) Apply(ctx context.Context, writes []Write) (int, error) {
 	if len(writes) == 0 {
 		return 0, nil
 	}
-	type fieldChanges struct {
-		field   string
-		changes []byte
+	// Fold the batch's changes per record in Go first: the script then gets
+	// one reduced state per field, and a new field is a plain HSETNX. Buckets
+	// of one slot group go to one script call.
+	type fieldState struct {
+		key   int // index into the group's keys
+		field string
+		rec   Record
 	}
-	buckets := map[string][]fieldChanges{}
+	type group struct {
+		keys   []string
+		keyIdx map[string]int
+		fields []fieldState
+		index  map[location]int
+	}
+	groups := map[string]*group{}
 	order := []string{}
 	for _, w := range writes {
 		if err := suppression.CheckName(w.Namespace); err != nil {
 			return 0, fmt.Errorf("namespace: %w", err)
 		}
 		loc := s.locate(w.Namespace, w.Key)
-		fcs, ok := buckets[loc.bucket]
+		g, ok := groups[loc.group]
 		if !ok {
-			order = append(order, loc.bucket)
+			g = &group{keyIdx: map[string]int{}, index: map[location]int{}}
+			groups[loc.group] = g
+			order = append(order, loc.group)
 		}
-		i := 0
-		for ; i < len(fcs) && fcs[i].field != loc.field; i++ {
+		fi, ok := g.index[loc]
+		if !ok {
+			ki, ok := g.keyIdx[loc.bucket]
+			if !ok {
+				ki = len(g.keys)
+				g.keyIdx[loc.bucket] = ki
+				g.keys = append(g.keys, loc.bucket)
+			}
+			fi = len(g.fields)
+			g.index[loc] = fi
+			g.fields = append(g.fields, fieldState{key: ki + 1, field: loc.field, rec: Record{}})
 		}
-		if i == len(fcs) {
-			fcs = append(fcs, fieldChanges{field: loc.field})
+		rec := g.fields[fi].rec
+		rec[w.Scope], _ = rec[w.Scope].Apply(w.Change)
+	}
+	args := make([][]any, len(order))
+	for gi, name := range order {
+		g := groups[name]
+		a := make([]any, 0, 4*len(g.fields))
+		for _, fs := range g.fields {
+			var blob []byte
+			n := 0
+			for scope, st := range fs.rec {
+				for _, r := range st {
+					var err error
+					if blob, err = appendEntry(blob, scope, r); err != nil {
+						return 0, fmt.Errorf("encode change: %w", err)
+					}
+					n++
+				}
+			}
+			a = append(a, fs.key, fs.field, blob, n)
 		}
-		b, err := appendEntry(fcs[i].changes, w.Scope, suppression.Register(w.Change))
-		if err != nil {
-			return 0, fmt.Errorf("encode change: %w", err)
-		}
-		fcs[i].changes = b
-		buckets[loc.bucket] = fcs
+		args[gi] = a
 	}
 	run := func() (int, error) {
 		cmds := make([]*redis.Cmd, 0, len(order))
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, b := range order {
-				fcs := buckets[b]
-				args := make([]any, 0, 2*len(fcs))
-				for _, fc := range fcs {
-					args = append(args, fc.field, fc.changes)
-				}
-				cmds = append(cmds, s.apply.EvalSha(ctx, p, []string{b}, args...))
+			for gi, name := range order {
+				cmds = append(cmds, s.apply.EvalSha(ctx, p, groups[name].keys, args[gi]...))
 			}
 			return nil
 		})

@@ -264,7 +264,8 @@ func TestLocate(t *testing.T) {
 		buckets := map[string]bool{}
 		for i := 0; i < 5000; i++ {
 			loc := s.locate("acme", key(i))
-			require.True(t, strings.HasPrefix(loc.bucket, "sd:g1:acme:"))
+			require.True(t, strings.HasPrefix(loc.bucket, "sd:g1:{acme:"))
+			require.True(t, strings.HasPrefix(loc.bucket, loc.group))
 			require.Len(t, loc.field, 16)
 			buckets[loc.bucket] = true
 		}
