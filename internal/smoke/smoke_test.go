@@ -9,10 +9,7 @@ package smoke
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -23,69 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/testkafka"
 )
-
-// unique returns a name no earlier run has used, so tests never see data a
-// previous run (or a parallel test) left behind.
-func unique(prefix string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%d-%s", prefix, time.Now().UnixNano(), hex.EncodeToString(b))
-}
-
-// kafkaLogger routes kafka-go's error log to the test log, and drops lines
-// that arrive after the test ended (t.Logf would panic then).
-func kafkaLogger(t *testing.T) kafka.LoggerFunc {
-	var (
-		mu   sync.Mutex
-		done bool
-	)
-	t.Cleanup(func() { mu.Lock(); done = true; mu.Unlock() })
-	return func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			t.Logf("kafka-go: "+format, args...)
-		}
-	}
-}
-
-// createTopic creates topic on the controller and waits until every
-// partition has a leader, so the first write does not race the election.
-func createTopic(ctx context.Context, t *testing.T, broker, topic string, partitions int) {
-	t.Helper()
-	conn, err := kafka.DialContext(ctx, "tcp", broker)
-	require.NoError(t, err)
-	defer conn.Close()
-	deadline, _ := ctx.Deadline()
-	require.NoError(t, conn.SetDeadline(deadline))
-
-	controller, err := conn.Controller()
-	require.NoError(t, err)
-	cconn, err := kafka.DialContext(ctx, "tcp", net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
-	require.NoError(t, err)
-	defer cconn.Close()
-	require.NoError(t, cconn.SetDeadline(deadline))
-	require.NoError(t, cconn.CreateTopics(kafka.TopicConfig{
-		Topic: topic, NumPartitions: partitions, ReplicationFactor: 1,
-	}))
-
-	for {
-		parts, err := conn.ReadPartitions(topic)
-		ready := err == nil && len(parts) == partitions
-		for _, p := range parts {
-			ready = ready && p.Leader.Host != ""
-		}
-		if ready {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("topic %s: partitions not led in time (last: %d partitions, err %v)", topic, len(parts), err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
 
 func TestSmokeKafkaConsumerGroup(t *testing.T) {
 	t.Parallel()
@@ -96,9 +32,9 @@ func TestSmokeKafkaConsumerGroup(t *testing.T) {
 	defer cancel()
 
 	const n = 20
-	topic := unique("smoke")
+	topic := testkafka.Unique("smoke")
 	group := topic + "-group"
-	createTopic(ctx, t, brokers[0], topic, 3)
+	testkafka.CreateTopic(ctx, t, brokers[0], topic, 3)
 
 	// A Transport of our own: kafka.DefaultTransport, shared by every Writer
 	// and Client in the process, caches metadata (MetadataTTL, 6s), so a
@@ -114,7 +50,7 @@ func TestSmokeKafkaConsumerGroup(t *testing.T) {
 		Balancer:     &kafka.Hash{}, // keyed: spreads the 20 keys over the 3 partitions
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 10 * time.Millisecond,
-		ErrorLogger:  kafkaLogger(t),
+		ErrorLogger:  testkafka.Logger(t),
 	}
 	defer w.Close()
 	want := make(map[string]string, n)
@@ -136,7 +72,7 @@ func TestSmokeKafkaConsumerGroup(t *testing.T) {
 		SessionTimeout:    10 * time.Second,
 		RebalanceTimeout:  5 * time.Second,
 		JoinGroupBackoff:  500 * time.Millisecond,
-		ErrorLogger:       kafkaLogger(t),
+		ErrorLogger:       testkafka.Logger(t),
 	}
 
 	// First member: read everything, committing each message explicitly.
@@ -277,7 +213,7 @@ func TestSmokeRedisStandaloneCAS(t *testing.T) {
 	require.True(t, single, "one address should give a plain client, got %T", rdb)
 	require.NoError(t, rdb.Ping(ctx).Err())
 
-	exerciseCAS(ctx, t, rdb, "{"+unique("smoke")+"}")
+	exerciseCAS(ctx, t, rdb, "{"+testkafka.Unique("smoke")+"}")
 }
 
 func TestSmokeRedisClusterCAS(t *testing.T) {
@@ -309,7 +245,7 @@ func TestSmokeRedisClusterCAS(t *testing.T) {
 	require.Len(t, masters, 3, "masters: %v", masters)
 
 	// Run the CAS script once on every master: pick one hash tag per master.
-	prefix := unique("smoke")
+	prefix := testkafka.Unique("smoke")
 	tagOn := map[string]string{}
 	for i := 0; len(tagOn) < len(masters); i++ {
 		require.Less(t, i, 1000, "no hash tag found for every master")

@@ -1,0 +1,406 @@
+package consumer
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/suppression/redisstore"
+)
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var normalizer = suppression.Normalizer{DefaultRegion: "US"}
+
+type harness struct {
+	t       *testing.T
+	brokers []string
+	topic   string
+	dlq     string
+	store   *redisstore.Store
+	writer  *kafka.Writer
+	logs    *syncBuffer
+	reg     *prometheus.Registry
+	cons    *Consumer
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func redisClients(t *testing.T) map[string]redis.UniversalClient {
+	out := map[string]redis.UniversalClient{
+		"standalone": redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.RedisAddr(t)}}),
+		"cluster":    redis.NewClusterClient(&redis.ClusterOptions{Addrs: testenv.RedisClusterAddrs(t)}),
+	}
+	for _, c := range out {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	return out
+}
+
+// start runs a consumer on fresh topics against rdb.
+func start(t *testing.T, rdb redis.UniversalClient, opts Options) *harness {
+	t.Helper()
+	brokers := testenv.KafkaBrokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := &harness{t: t, brokers: brokers, topic: testkafka.Unique("events"), dlq: testkafka.Unique("dlq"), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	testkafka.CreateTopic(ctx, t, brokers[0], h.topic, 3)
+	testkafka.CreateTopic(ctx, t, brokers[0], h.dlq, 1)
+	var err error
+	h.store, err = redisstore.New(rdb, redisstore.Options{Prefix: strings.ReplaceAll(testkafka.Unique("t"), "-", ""), Keyer: suppression.NewKeyer([]byte("pepper"))})
+	require.NoError(t, err)
+	h.writer = testkafka.Writer(brokers, h.topic)
+	t.Cleanup(func() { _ = h.writer.Close() })
+	h.run(t, rdb, opts)
+	return h
+}
+
+func (h *harness) run(t *testing.T, _ redis.UniversalClient, opts Options) {
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: h.brokers, GroupID: h.topic + "-group", GroupTopics: []string{h.topic},
+		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, CommitInterval: 0,
+		ErrorLogger: testkafka.Logger(t),
+	})
+	dlq := testkafka.Writer(h.brokers, h.dlq)
+	v, err := schemas.New()
+	require.NoError(t, err)
+	if opts.Normalizer == (suppression.Normalizer{}) {
+		opts.Normalizer = normalizer
+	}
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.reg = prometheus.NewRegistry()
+	h.cons = New(reader, dlq, h.store, v, opts, log, h.reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	go func() {
+		err := h.cons.Run(ctx)
+		_ = reader.Close()
+		_ = dlq.Close()
+		h.done <- err
+	}()
+	t.Cleanup(h.stop)
+}
+
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		require.NoError(h.t, err, "Run returns nil on shutdown")
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("consumer did not stop")
+	}
+}
+
+var evSeq int
+
+// event builds a normalised domain event.
+func event(typ suppression.EventType, email string, at time.Time, scopes ...suppression.Scope) suppression.Event {
+	evSeq++
+	e := suppression.Event{
+		ID: fmt.Sprintf("evt-%d-%d", time.Now().UnixNano(), evSeq), Source: "/test", Type: typ, OccurredAt: at,
+		Identifiers: []suppression.Identifier{{Type: suppression.IDEmail, Value: email}},
+		Scopes:      scopes, Origin: suppression.OriginRecipient,
+	}
+	switch typ {
+	case suppression.EventUnsuppress:
+		e.Origin, e.Reason, e.Justification = suppression.OriginAdmin, suppression.ReasonErasure, "ticket 4411: erasure withdrawn"
+	case suppression.EventSuppress:
+		e.Reason = suppression.ReasonObjection
+	}
+	if err := e.Normalize(time.Time{}); err != nil {
+		panic(err)
+	}
+	return e
+}
+
+func (h *harness) publish(events ...suppression.Event) {
+	h.t.Helper()
+	msgs := make([]kafka.Message, len(events))
+	for i, e := range events {
+		raw, err := schemas.Encode(e)
+		require.NoError(h.t, err)
+		keys, err := normalizer.ExpandAll(e.Identifiers)
+		require.NoError(h.t, err)
+		msgs[i] = kafka.Message{Key: []byte(hex.EncodeToString(keys[0].Hash[:])), Value: raw}
+	}
+	h.publishRaw(msgs...)
+}
+
+func (h *harness) publishRaw(msgs ...kafka.Message) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(h.t, h.writer.WriteMessages(ctx, msgs...))
+}
+
+// decide answers a check for an email, straight from the store.
+func (h *harness) decide(email string, send suppression.Send) (suppression.Match, bool) {
+	h.t.Helper()
+	keys, err := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: email})
+	require.NoError(h.t, err)
+	recs, err := h.store.Get(context.Background(), suppression.DefaultNamespace, keys)
+	require.NoError(h.t, err)
+	var hs []suppression.Holding
+	for _, rec := range recs {
+		for s, st := range rec {
+			hs = append(hs, suppression.Holding{Scope: s, State: st})
+		}
+	}
+	return suppression.Decide(send, hs)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func counter(t *testing.T, h *harness, name string, labels ...string) float64 {
+	t.Helper()
+	switch name {
+	case "events":
+		return testutil.ToFloat64(h.cons.m.events.WithLabelValues(labels...))
+	case "dead":
+		return testutil.ToFloat64(h.cons.m.deadLetters.WithLabelValues(labels...))
+	case "store_errors":
+		return testutil.ToFloat64(h.cons.m.storeErrors)
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
+}
+
+var (
+	marketingEmail = suppression.Send{Channel: suppression.ChannelEmail, Purpose: suppression.PurposeMarketing, Topic: "newsletter"}
+	profiling      = suppression.Send{Channel: suppression.ChannelAds, Purpose: suppression.PurposeProfiling}
+	receipt        = suppression.Send{Channel: suppression.ChannelEmail, Purpose: suppression.PurposeTransactional}
+)
+
+func TestEventsBecomeVisible(t *testing.T) {
+	for name, rdb := range redisClients(t) {
+		t.Run(name, func(t *testing.T) {
+			h := start(t, rdb, Options{})
+			now := time.Now().Add(-time.Minute)
+			h.publish(
+				event(suppression.EventUnsubscribe, "unsub@example.org", now, "topic:newsletter"),
+				event(suppression.EventConsentWithdrawn, "consent@example.org", now, "profiling"),
+				event(suppression.EventErasureRequested, "Erase.Me+x@Gmail.com", now),
+			)
+			eventually(t, "three events applied", func() bool {
+				return counter(t, h, "events", "erasure_requested", outcomeApplied) == 1 &&
+					counter(t, h, "events", "unsubscribe", outcomeApplied) == 1 &&
+					counter(t, h, "events", "consent_withdrawn", outcomeApplied) == 1
+			})
+
+			m, ok := h.decide("unsub@example.org", marketingEmail)
+			require.True(t, ok)
+			require.Equal(t, suppression.Scope("topic:newsletter"), m.Scope)
+			require.Equal(t, suppression.ReasonUnsubscribe, m.Reason)
+			_, ok = h.decide("unsub@example.org", suppression.Send{Channel: suppression.ChannelEmail, Purpose: suppression.PurposeMarketing, Topic: "offers"})
+			require.False(t, ok, "another topic is still allowed")
+
+			m, ok = h.decide("consent@example.org", profiling)
+			require.True(t, ok)
+			require.Equal(t, suppression.ReasonConsentWithdrawn, m.Reason)
+			_, ok = h.decide("consent@example.org", marketingEmail)
+			require.False(t, ok, "consent for profiling says nothing of marketing email")
+
+			// Erasure reaches every platform form of the address, and even receipts.
+			for _, form := range []string{"erase.me+x@gmail.com", "eraseme@gmail.com", "erase.me@gmail.com"} {
+				m, ok = h.decide(form, receipt)
+				require.True(t, ok, form)
+				require.Equal(t, suppression.ReasonErasure, m.Reason)
+				require.Equal(t, suppression.ScopeGlobal, m.Scope)
+			}
+			require.Greater(t, testutil.CollectAndCount(h.reg, "suppressd_optout_freshness_seconds"), 0)
+		})
+	}
+}
+
+// TestOrderingConverges publishes a random history out of order, with
+// duplicates, then replays it all, and requires exactly the state in-order
+// delivery gives.
+func TestOrderingConverges(t *testing.T) {
+	for name, rdb := range redisClients(t) {
+		t.Run(name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(11, 12))
+			people := []string{"p0@example.org", "p1@example.org", "p2@gmail.com", "p3@example.org"}
+			types := []suppression.EventType{suppression.EventUnsubscribe, suppression.EventResubscribe, suppression.EventErasureRequested,
+				suppression.EventUnsuppress, suppression.EventComplaint, suppression.EventHardBounce, suppression.EventSuppress}
+			base := time.Now().Add(-time.Hour)
+			var history []suppression.Event
+			for i := 0; i < 80; i++ {
+				typ := types[rng.IntN(len(types))]
+				scope := []suppression.Scope{"*", "email"}[rng.IntN(2)]
+				if typ == suppression.EventErasureRequested {
+					scope = "*"
+				}
+				at := base.Add(time.Duration(rng.IntN(20)) * time.Second) // collisions on purpose
+				history = append(history, event(typ, people[rng.IntN(len(people))], at, scope))
+			}
+			// In order, in Go: what every delivery order must converge to.
+			want := map[string][]redisstore.Record{}
+			for _, p := range people {
+				keys, _ := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: p})
+				want[p] = make([]redisstore.Record, len(keys))
+			}
+			sorted := append([]suppression.Event(nil), history...)
+			for _, e := range sorted {
+				p := e.Identifiers[0].Value
+				keys, _ := normalizer.Expand(e.Identifiers[0])
+				for i := range keys {
+					if want[p][i] == nil {
+						want[p][i] = redisstore.Record{}
+					}
+					for _, s := range e.Scopes {
+						want[p][i][s], _ = want[p][i][s].Apply(e.Change())
+					}
+				}
+			}
+
+			h := start(t, rdb, Options{BatchSize: 7})
+			shuffled := append([]suppression.Event(nil), history...)
+			rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			shuffled = append(shuffled, shuffled[:20]...) // duplicates
+			h.publish(shuffled...)
+			applied := func(n float64) func() bool {
+				return func() bool {
+					total := 0.0
+					for _, typ := range types {
+						total += counter(t, h, "events", string(typ), outcomeApplied)
+					}
+					return total == n
+				}
+			}
+			eventually(t, "every event applied", applied(float64(len(shuffled))))
+			check := func(when string) {
+				for _, p := range people {
+					keys, _ := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: p})
+					got, err := h.store.Get(context.Background(), suppression.DefaultNamespace, keys)
+					require.NoError(t, err)
+					require.Equal(t, want[p], got, "%s: %s", when, p)
+				}
+			}
+			check("out of order with duplicates")
+
+			// Replaying the whole history changes nothing.
+			h.publish(history...)
+			eventually(t, "replay applied", applied(float64(len(shuffled)+len(history))))
+			check("after replay")
+		})
+	}
+}
+
+func TestMalformedEventIsDeadLetteredAndDoesNotBlock(t *testing.T) {
+	rdb := redisClients(t)["standalone"]
+	h := start(t, rdb, Options{})
+	now := time.Now().Add(-time.Minute)
+	before := event(suppression.EventUnsubscribe, "before@example.org", now, "email")
+	after := event(suppression.EventUnsubscribe, "after@example.org", now, "email")
+	rawBefore, _ := schemas.Encode(before)
+	rawAfter, _ := schemas.Encode(after)
+	bad := []byte(`{"specversion":"1.0","id":"bad-1","source":"/test","type":"io.suppressd.unsubscribe.v1","time":"2026-11-28T10:00:00Z",` +
+		`"data":{"identifiers":[{"type":"email","value":"leaky.person@example.org"}],"scopes":["everything"],"origin":"recipient"}}`)
+	key := []byte("same-partition") // one key: one partition, in this order
+	h.publishRaw(
+		kafka.Message{Key: key, Value: rawBefore},
+		kafka.Message{Key: key, Value: bad, Headers: []kafka.Header{{Key: "trace", Value: []byte("abc")}}},
+		kafka.Message{Key: key, Value: []byte("not json at all")},
+		kafka.Message{Key: key, Value: rawAfter},
+	)
+	eventually(t, "both valid events applied", func() bool {
+		return counter(t, h, "events", "unsubscribe", outcomeApplied) == 2
+	})
+	_, ok := h.decide("after@example.org", marketingEmail)
+	require.True(t, ok, "the event after the bad ones is applied")
+	require.Equal(t, 2.0, counter(t, h, "dead", h.topic))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dead := testkafka.ReadAll(ctx, t, h.brokers, h.dlq, 1, 2)
+	require.Len(t, dead, 2)
+	headers := map[string]string{}
+	for _, hd := range dead[0].Headers {
+		headers[hd.Key] = string(hd.Value)
+	}
+	require.Equal(t, bad, dead[0].Value, "the event is kept as it was")
+	require.Equal(t, key, dead[0].Key)
+	require.Equal(t, "abc", headers["trace"], "original headers are kept")
+	require.Contains(t, headers[HeaderError], `/data/scopes/0`)
+	require.Equal(t, h.topic, headers[HeaderTopic])
+	require.NotEmpty(t, headers[HeaderPartition])
+	require.NotEmpty(t, headers[HeaderOffset])
+	require.NotEmpty(t, headers[HeaderTime])
+	require.NotContains(t, headers[HeaderError], "leaky.person")
+
+	// Nothing raw about anyone in the logs.
+	h.stop()
+	logs := h.logs.String()
+	require.Contains(t, logs, "dead-lettering event")
+	for _, raw := range []string{"leaky.person", "before@example.org", "after@example.org"} {
+		require.NotContains(t, logs, raw)
+	}
+}
+
+func TestShutdownFinishesTheBatchAndCommits(t *testing.T) {
+	rdb := redisClients(t)["standalone"]
+	h := start(t, rdb, Options{})
+	now := time.Now().Add(-time.Minute)
+	var evs []suppression.Event
+	for i := 0; i < 50; i++ {
+		evs = append(evs, event(suppression.EventUnsubscribe, fmt.Sprintf("s%d@example.org", i), now, "email"))
+	}
+	h.publish(evs...)
+	eventually(t, "all applied", func() bool { return counter(t, h, "events", "unsubscribe", outcomeApplied) == 50 })
+	h.stop()
+
+	// A new consumer in the same group starts after the committed offsets:
+	// it sees only what is published now.
+	h.run(t, rdb, Options{})
+	h.publish(event(suppression.EventUnsubscribe, "late@example.org", now, "email"))
+	eventually(t, "the new event applied", func() bool { return counter(t, h, "events", "unsubscribe", outcomeApplied) >= 1 })
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, 1.0, counter(t, h, "events", "unsubscribe", outcomeApplied), "nothing before the commit was read again")
+}
