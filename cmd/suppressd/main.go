@@ -31,6 +31,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"version": {"print the version and build details", runVersion},
+		"serve":   {"run the service roles (consumer) from the environment's configuration", runServe},
 	}
 }
 

@@ -56,6 +56,9 @@ func (c Config) mechanism() (sasl.Mechanism, error) {
 	if m == "" {
 		return nil, nil
 	}
+	if m != "plain" && m != "scram-sha-256" && m != "scram-sha-512" {
+		return nil, fmt.Errorf("SUPPRESSD_KAFKA_SASL_MECHANISM: %q is not one of plain, scram-sha-256, scram-sha-512", c.SASLMechanism)
+	}
 	if c.SASLUsername == "" {
 		return nil, fmt.Errorf("SUPPRESSD_KAFKA_SASL_USERNAME: required with SASL mechanism %s", m)
 	}
@@ -73,7 +76,7 @@ func (c Config) mechanism() (sasl.Mechanism, error) {
 		}
 		return mech, nil
 	}
-	return nil, fmt.Errorf("SUPPRESSD_KAFKA_SASL_MECHANISM: %q is not one of plain, scram-sha-256, scram-sha-512", c.SASLMechanism)
+	return nil, nil
 }
 
 func (c Config) tlsConfig() (*tls.Config, error) {

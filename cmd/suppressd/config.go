@@ -1,0 +1,202 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/suppressd/suppressd/internal/kafkaconn"
+	"github.com/suppressd/suppressd/internal/redisconn"
+	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/suppression/redisstore"
+)
+
+// envPrefix starts every configuration variable.
+const envPrefix = "SUPPRESSD"
+
+// Config is the whole configuration of the binary, read from the
+// environment. Every variable is documented in the README with its default.
+type Config struct {
+	// Roles to run in `serve`, comma-separated. The --role flag wins.
+	Roles []string `envconfig:"ROLE" default:"consumer"`
+	// LogLevel is debug, info, warn or error; LogFormat json or text.
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+	// OpsAddr serves /metrics, /healthz and /readyz for the roles that have
+	// no HTTP listener of their own (the consumer).
+	OpsAddr string `envconfig:"OPS_ADDR" default:":9090"`
+
+	// Pepper keys the storage-key HMAC: base64 in SUPPRESSD_PEPPER or the
+	// raw bytes of SUPPRESSD_PEPPER_FILE. Empty means plain SHA-256 keys.
+	// Every replica and every rebuild must use the same pepper.
+	Pepper     string `envconfig:"PEPPER"`
+	PepperFile string `envconfig:"PEPPER_FILE"`
+	// PhoneRegion reads phone numbers written without a country code
+	// (ISO 3166-1 alpha-2, e.g. US). Empty rejects them.
+	PhoneRegion string `envconfig:"PHONE_REGION"`
+
+	Kafka    kafkaconn.Config `envconfig:"KAFKA"`
+	Redis    redisconn.Config `envconfig:"REDIS"`
+	Store    StoreConfig      `envconfig:"STORE"`
+	Topics   TopicsConfig     `envconfig:"TOPIC"`
+	Consumer ConsumerConfig   `envconfig:"CONSUMER"`
+}
+
+// StoreConfig is the Redis key layout.
+type StoreConfig struct {
+	Prefix     string `envconfig:"PREFIX" default:"sd"`
+	BucketBits int    `envconfig:"BUCKET_BITS" default:"16"`
+	GroupBits  int    `envconfig:"GROUP_BITS" default:"8"`
+}
+
+// TopicsConfig names the Kafka topics.
+type TopicsConfig struct {
+	Unsubscribes string `envconfig:"UNSUBSCRIBES" default:"suppressd.unsubscribes"`
+	Consent      string `envconfig:"CONSENT" default:"suppressd.consent"`
+	Erasure      string `envconfig:"ERASURE" default:"suppressd.erasure"`
+	// Extra topics to consume as well, comma-separated.
+	Extra      []string `envconfig:"EXTRA"`
+	DeadLetter string   `envconfig:"DEAD_LETTER" default:"suppressd.dead-letter"`
+}
+
+// All returns every topic consumed.
+func (t TopicsConfig) All() []string {
+	out := []string{}
+	for _, s := range append([]string{t.Unsubscribes, t.Consent, t.Erasure}, t.Extra...) {
+		if s != "" && !contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ConsumerConfig tunes the consumer role.
+type ConsumerConfig struct {
+	Group         string        `envconfig:"GROUP" default:"suppressd"`
+	BatchSize     int           `envconfig:"BATCH_SIZE" default:"2000"`
+	BatchWait     time.Duration `envconfig:"BATCH_WAIT" default:"20ms"`
+	BackoffMin    time.Duration `envconfig:"BACKOFF_MIN" default:"100ms"`
+	BackoffMax    time.Duration `envconfig:"BACKOFF_MAX" default:"10s"`
+	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"15s"`
+	// SessionTimeout is how long the group waits for a silent member (a
+	// crashed consumer) before moving its partitions; the broker bounds it
+	// (group.min.session.timeout.ms, 6s by default).
+	SessionTimeout time.Duration `envconfig:"SESSION_TIMEOUT" default:"30s"`
+}
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// loadConfig reads and validates the configuration.
+func loadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process(envPrefix, &c); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
+	return c, c.validate()
+}
+
+var knownRoles = []string{"consumer"}
+
+func (c Config) validate() error {
+	if len(c.Roles) == 0 {
+		return fmt.Errorf("SUPPRESSD_ROLE: name at least one role (%s)", strings.Join(knownRoles, ", "))
+	}
+	for _, r := range c.Roles {
+		if !contains(knownRoles, r) {
+			return fmt.Errorf("SUPPRESSD_ROLE: unknown role %q (want %s)", r, strings.Join(knownRoles, ", "))
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return fmt.Errorf("SUPPRESSD_LOG_FORMAT: %q is not json or text", c.LogFormat)
+	}
+	if _, err := c.pepper(); err != nil {
+		return err
+	}
+	if _, err := suppression.NewNormalizer(c.PhoneRegion); err != nil {
+		return fmt.Errorf("SUPPRESSD_PHONE_REGION: %w", err)
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		return err
+	}
+	if err := c.Redis.Validate(); err != nil {
+		return err
+	}
+	if _, err := redisstore.New(nil, c.storeOptions(suppression.Keyer{}, "")); err != nil {
+		return fmt.Errorf("SUPPRESSD_STORE_*: %w", err)
+	}
+	if len(c.Topics.All()) == 0 {
+		return fmt.Errorf("SUPPRESSD_TOPIC_*: no topic to consume")
+	}
+	if c.Topics.DeadLetter == "" || contains(c.Topics.All(), c.Topics.DeadLetter) {
+		return fmt.Errorf("SUPPRESSD_TOPIC_DEAD_LETTER: must be set and differ from the consumed topics")
+	}
+	if c.Consumer.BatchSize < 1 || c.Consumer.BatchSize > 100000 {
+		return fmt.Errorf("SUPPRESSD_CONSUMER_BATCH_SIZE: %d is not between 1 and 100000", c.Consumer.BatchSize)
+	}
+	if c.Consumer.BackoffMin <= 0 || c.Consumer.BackoffMax < c.Consumer.BackoffMin {
+		return fmt.Errorf("SUPPRESSD_CONSUMER_BACKOFF_MIN/MAX: want 0 < min <= max")
+	}
+	return nil
+}
+
+func (c Config) pepper() ([]byte, error) {
+	switch {
+	case c.Pepper != "" && c.PepperFile != "":
+		return nil, fmt.Errorf("SUPPRESSD_PEPPER and SUPPRESSD_PEPPER_FILE: set one, not both")
+	case c.Pepper != "":
+		b, err := base64.StdEncoding.DecodeString(c.Pepper)
+		if err != nil {
+			return nil, fmt.Errorf("SUPPRESSD_PEPPER: not base64")
+		}
+		if len(b) < 16 {
+			return nil, fmt.Errorf("SUPPRESSD_PEPPER: %d bytes; use at least 16 random bytes", len(b))
+		}
+		return b, nil
+	case c.PepperFile != "":
+		b, err := os.ReadFile(c.PepperFile)
+		if err != nil {
+			return nil, fmt.Errorf("SUPPRESSD_PEPPER_FILE: %w", err)
+		}
+		if len(b) < 16 {
+			return nil, fmt.Errorf("SUPPRESSD_PEPPER_FILE: %d bytes; use at least 16 random bytes", len(b))
+		}
+		return b, nil
+	}
+	return nil, nil
+}
+
+func (c Config) storeOptions(k suppression.Keyer, generation string) redisstore.Options {
+	return redisstore.Options{Prefix: c.Store.Prefix, Generation: generation, BucketBits: c.Store.BucketBits, GroupBits: c.Store.GroupBits, Keyer: k}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("SUPPRESSD_LOG_LEVEL: %q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (c Config) logger(w *os.File) *slog.Logger {
+	l, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: l}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

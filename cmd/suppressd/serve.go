@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	oklogrun "github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/suppressd/suppressd/consumer"
+	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/suppression/redisstore"
+)
+
+// runServe runs the configured roles until SIGINT/SIGTERM.
+//
+//	                 ┌───────────── consumer role ─────────────┐
+//	Kafka topics ──▶ │ kafka.Reader ─▶ consumer ─▶ Generations │ ─▶ Redis
+//	                 │                    └─▶ dead-letter topic│
+//	                 └─────────────────────────────────────────┘
+//	ops listener: /metrics /healthz /readyz
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	roles := fs.String("role", "", "roles to run, comma-separated: "+strings.Join(knownRoles, ", ")+" (default: $SUPPRESSD_ROLE)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if *roles != "" {
+		os.Setenv(envPrefix+"_ROLE", *roles)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := cfg.logger(os.Stderr)
+	d, err := newDeps(cfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var g oklogrun.Group
+	{
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			<-sctx.Done()
+			if ctx.Err() != nil {
+				log.Info("signal received, shutting down")
+			}
+			return nil
+		}, func(error) { cancel() })
+	}
+	if contains(cfg.Roles, "consumer") {
+		v, err := schemas.New()
+		if err != nil {
+			return err
+		}
+		dialer, err := cfg.Kafka.Dialer()
+		if err != nil {
+			return err
+		}
+		transport, err := cfg.Kafka.Transport()
+		if err != nil {
+			return err
+		}
+		reader := kafka.NewReader(kafka.ReaderConfig{
+			Brokers: cfg.Kafka.Brokers, GroupID: cfg.Consumer.Group, GroupTopics: cfg.Topics.All(),
+			Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
+			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
+			SessionTimeout: cfg.Consumer.SessionTimeout,
+			QueueCapacity:  max(100, cfg.Consumer.BatchSize),
+			ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "err", fmt.Sprintf(f, a...)) }),
+		})
+		dlq := &kafka.Writer{
+			Addr: kafka.TCP(cfg.Kafka.Brokers...), Topic: cfg.Topics.DeadLetter, Transport: transport,
+			RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Balancer: &kafka.Hash{},
+		}
+		c := consumer.New(reader, dlq, d.store, v, consumer.Options{
+			BatchSize: cfg.Consumer.BatchSize, BatchWait: cfg.Consumer.BatchWait,
+			BackoffMin: cfg.Consumer.BackoffMin, BackoffMax: cfg.Consumer.BackoffMax,
+			ShutdownGrace: cfg.Consumer.ShutdownGrace, Normalizer: d.normalizer,
+		}, log, reg)
+		cctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			err := c.Run(cctx)
+			// Close leaves the group, so the partitions move at once
+			// instead of after the session timeout.
+			return errors.Join(err, reader.Close(), dlq.Close())
+		}, func(error) { cancel() })
+		log.Info("consumer role", "topics", cfg.Topics.All(), "group", cfg.Consumer.Group, "dead_letter", cfg.Topics.DeadLetter)
+	}
+	{
+		ln, err := net.Listen("tcp", cfg.OpsAddr)
+		if err != nil {
+			return fmt.Errorf("SUPPRESSD_OPS_ADDR: %w", err)
+		}
+		srv := &http.Server{Handler: opsHandler(reg, d.store), ReadHeaderTimeout: 5 * time.Second}
+		log.Info("ops listener", "addr", ln.Addr().String())
+		g.Add(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	err = g.Run()
+	log.Info("stopped", "err", err)
+	return err
+}
+
+// deps are the parts every role shares.
+type deps struct {
+	normalizer suppression.Normalizer
+	store      *redisstore.Generations
+	close      func()
+}
+
+func newDeps(cfg Config) (*deps, error) {
+	pepper, err := cfg.pepper()
+	if err != nil {
+		return nil, err
+	}
+	n, err := suppression.NewNormalizer(cfg.PhoneRegion)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := cfg.Redis.Client()
+	if err != nil {
+		return nil, err
+	}
+	store, err := redisstore.NewGenerations(rdb, cfg.storeOptions(suppression.NewKeyer(pepper), ""), 0)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &deps{normalizer: n, store: store, close: func() { _ = rdb.Close() }}, nil
+}
+
+// pinger is what readiness asks.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// opsHandler serves /metrics, /healthz (the process answers) and /readyz
+// (Redis answers).
+func opsHandler(reg *prometheus.Registry, store pinger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if err := store.Ping(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":"unavailable","reason":"store"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ready"}`)
+	})
+	return mux
+}

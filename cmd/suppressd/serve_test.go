@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/suppression/redisstore"
+)
+
+// buildBinary builds suppressd once per test binary run.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "suppressd-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "suppressd")
+	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// lockedBuffer is a process's stderr, read while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	ops    string
+}
+
+func startServe(t *testing.T, env []string) *proc {
+	t.Helper()
+	bin, err := buildBinary()
+	require.NoError(t, err)
+	p := &proc{stderr: &lockedBuffer{}, ops: freePort(t)}
+	p.cmd = exec.Command(bin, "serve", "--role", "consumer")
+	p.cmd.Env = append(append(os.Environ(), env...), "SUPPRESSD_OPS_ADDR="+p.ops)
+	p.cmd.Stderr = p.stderr
+	require.NoError(t, p.cmd.Start())
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.ops + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		require.True(t, time.Now().Before(deadline), "suppressd serve not ready:\n%s", p.stderr.String())
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *proc) metrics(t *testing.T) string {
+	resp, err := http.Get("http://" + p.ops + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// TestServeConsumerSurvivesSIGKILL runs the real binary as a consumer, kills
+// it with SIGKILL in the middle of a stream, starts it again, and requires
+// every event applied exactly as once: the final records equal the ones
+// the merge rule computes from the events.
+func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	redisAddr := testenv.RedisAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	topic, dlq := testkafka.Unique("unsub"), testkafka.Unique("dlq")
+	testkafka.CreateTopic(ctx, t, brokers[0], topic, 3)
+	testkafka.CreateTopic(ctx, t, brokers[0], dlq, 1)
+	prefix := strings.ReplaceAll(testkafka.Unique("k"), "-", "")
+	pepper := []byte("0123456789abcdef-test-pepper")
+	env := []string{
+		"SUPPRESSD_KAFKA_BROKERS=" + strings.Join(brokers, ","),
+		"SUPPRESSD_REDIS_ADDRS=" + redisAddr,
+		"SUPPRESSD_TOPIC_UNSUBSCRIBES=" + topic, "SUPPRESSD_TOPIC_CONSENT=", "SUPPRESSD_TOPIC_ERASURE=",
+		"SUPPRESSD_TOPIC_DEAD_LETTER=" + dlq,
+		"SUPPRESSD_CONSUMER_GROUP=" + topic,
+		"SUPPRESSD_CONSUMER_BATCH_SIZE=10",
+		"SUPPRESSD_CONSUMER_SESSION_TIMEOUT=6s", // the broker's minimum: the killed member leaves the group sooner
+		"SUPPRESSD_STORE_PREFIX=" + prefix,
+		"SUPPRESSD_PEPPER=" + base64.StdEncoding.EncodeToString(pepper),
+		"SUPPRESSD_PHONE_REGION=US",
+	}
+
+	const n = 4000
+	at := time.Now().Add(-time.Minute)
+	events := make([]suppression.Event, n)
+	msgs := make([]kafka.Message, n)
+	for i := range events {
+		e := suppression.Event{
+			ID: fmt.Sprintf("kill-%d", i), Source: "/test", Type: suppression.EventUnsubscribe, OccurredAt: at,
+			Identifiers: []suppression.Identifier{{Type: suppression.IDEmail, Value: fmt.Sprintf("person%d@example.org", i)}},
+			Scopes:      []suppression.Scope{"email"}, Origin: suppression.OriginRecipient,
+		}
+		require.NoError(t, e.Normalize(time.Time{}))
+		events[i] = e
+		raw, err := schemas.Encode(e)
+		require.NoError(t, err)
+		msgs[i] = kafka.Message{Key: []byte(e.Identifiers[0].Value), Value: raw}
+	}
+	w := testkafka.Writer(brokers, topic)
+	defer w.Close()
+	require.NoError(t, w.WriteMessages(ctx, msgs...))
+
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	store, err := redisstore.NewGenerations(rdb, redisstore.Options{Prefix: prefix, Keyer: suppression.NewKeyer(pepper)}, 0)
+	require.NoError(t, err)
+	norm := suppression.Normalizer{DefaultRegion: "US"}
+	keys := make([]suppression.MatchKey, n)
+	for i, e := range events {
+		k, err := norm.Expand(e.Identifiers[0])
+		require.NoError(t, err)
+		keys[i] = k[0]
+	}
+	applied := func() int {
+		recs, err := store.Get(ctx, suppression.DefaultNamespace, keys)
+		require.NoError(t, err)
+		c := 0
+		for _, r := range recs {
+			if r != nil {
+				c++
+			}
+		}
+		return c
+	}
+
+	first := startServe(t, env)
+	for applied() < n/10 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	_ = first.cmd.Wait()
+	atKill := applied()
+	require.Less(t, atKill, n, "the process was killed before it finished (make the stream longer if this fails)")
+	t.Logf("killed with %d of %d applied", atKill, n)
+
+	second := startServe(t, env)
+	deadline := time.Now().Add(90 * time.Second)
+	for applied() < n {
+		require.True(t, time.Now().Before(deadline), "only %d of %d applied after restart:\n%s", applied(), n, second.stderr.String())
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Exactly once in effect: each record is the single register the event makes.
+	recs, err := store.Get(ctx, suppression.DefaultNamespace, keys)
+	require.NoError(t, err)
+	for i, rec := range recs {
+		want := redisstore.Record{"email": {suppression.Register(events[i].Change())}}
+		require.Equal(t, want, rec, "event %d", i)
+	}
+	m := second.metrics(t)
+	require.Contains(t, m, `suppressd_consumer_events_total{outcome="applied",type="unsubscribe"}`)
+	require.Contains(t, m, "suppressd_optout_freshness_seconds_bucket")
+
+	// SIGTERM: a clean exit, status 0.
+	require.NoError(t, second.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, second.cmd.Wait(), second.stderr.String())
+	logs := first.stderr.String() + second.stderr.String()
+	require.Contains(t, logs, `"msg":"consuming"`)
+	require.NotContains(t, logs, "@example.org", "no address in any log line")
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	for _, tc := range []struct{ env, want string }{
+		{"SUPPRESSD_ROLE=janitor", `SUPPRESSD_ROLE: unknown role "janitor"`},
+		{"SUPPRESSD_PEPPER=short", "SUPPRESSD_PEPPER: not base64"},
+		{"SUPPRESSD_PHONE_REGION=XX", "SUPPRESSD_PHONE_REGION"},
+		{"SUPPRESSD_KAFKA_SASL_MECHANISM=kerberos", `SUPPRESSD_KAFKA_SASL_MECHANISM: "kerberos" is not one of`},
+		{"SUPPRESSD_STORE_BUCKET_BITS=40", "SUPPRESSD_STORE_*: bucket bits 40"},
+		{"SUPPRESSD_CONSUMER_BATCH_SIZE=abc", "SUPPRESSD_CONSUMER_BATCH_SIZE"},
+		{"SUPPRESSD_LOG_LEVEL=loud", `SUPPRESSD_LOG_LEVEL: "loud"`},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			k, v, _ := strings.Cut(tc.env, "=")
+			t.Setenv(k, v)
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"serve"}, &out, &errb)
+			require.Equal(t, 1, code)
+			require.Contains(t, errb.String(), tc.want)
+		})
+	}
+}
