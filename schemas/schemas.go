@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/valyala/fastjson"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
@@ -106,6 +107,7 @@ type Validator struct {
 	envelope *jsonschema.Schema
 	data     map[suppression.EventType]*jsonschema.Schema
 	printer  *message.Printer
+	parsers  fastjson.ParserPool
 }
 
 // New compiles the embedded schemas.
@@ -258,6 +260,16 @@ type Decoded struct {
 // event's timestamp is judged against (see suppression.Event.Normalize). The
 // error is an *Error listing every violation.
 func (v *Validator) Decode(raw []byte, ref time.Time, n suppression.Normalizer) (Decoded, error) {
+	if len(raw) <= MaxEventBytes {
+		if d, ok := v.fastDecode(raw, ref, n); ok {
+			return d, nil
+		}
+	}
+	return v.slowDecode(raw, ref, n)
+}
+
+// slowDecode decides with the JSON Schemas and reports every violation.
+func (v *Validator) slowDecode(raw []byte, ref time.Time, n suppression.Normalizer) (Decoded, error) {
 	if err := v.Validate(raw); err != nil {
 		return Decoded{}, err
 	}
@@ -270,6 +282,12 @@ func (v *Validator) Decode(raw []byte, ref time.Time, n suppression.Normalizer) 
 	if err != nil {
 		return Decoded{}, &Error{Violations: []Violation{{Path: "/time", Message: "not an RFC 3339 time"}}}
 	}
+	return v.finish(w, t, at, ref, n)
+}
+
+// finish turns a schema-valid wire event into the domain's, checking the
+// domain's rules and every identifier.
+func (v *Validator) finish(w wireEvent, t suppression.EventType, at, ref time.Time, n suppression.Normalizer) (Decoded, error) {
 	e := suppression.Event{
 		ID: w.ID, Source: w.Source, Type: t, OccurredAt: at,
 		Namespace: w.Data.Namespace, Identifiers: w.Data.Identifiers, Scopes: w.Data.Scopes,
