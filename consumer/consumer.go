@@ -196,12 +196,7 @@ func (c *Consumer) process(ctx context.Context, batch []kafka.Message) error {
 			c.log.Warn("dead-lettering event", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
 			continue
 		}
-		ch := d.Event.Change()
-		for _, k := range d.Keys {
-			for _, s := range d.Event.Scopes {
-				writes = append(writes, redisstore.Write{Namespace: d.Event.Namespace, Key: k, Scope: s, Change: ch})
-			}
-		}
+		writes = AppendWrites(writes, d)
 		applied = append(applied, d.Event)
 	}
 	if len(dead) > 0 {
@@ -234,6 +229,18 @@ func (c *Consumer) process(ctx context.Context, batch []kafka.Message) error {
 	}
 	c.commit(ctx, batch)
 	return nil
+}
+
+// AppendWrites appends what a decoded event does to the store: its change,
+// for every match key and every scope it names.
+func AppendWrites(dst []redisstore.Write, d schemas.Decoded) []redisstore.Write {
+	ch := d.Event.Change()
+	for _, k := range d.Keys {
+		for _, s := range d.Event.Scopes {
+			dst = append(dst, redisstore.Write{Namespace: d.Event.Namespace, Key: k, Scope: s, Change: ch})
+		}
+	}
+	return dst
 }
 
 // commit commits the batch, retrying a few times. A commit that keeps

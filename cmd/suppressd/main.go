@@ -32,6 +32,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"version": {"print the version and build details", runVersion},
 		"serve":   {"run the service roles (consumer) from the environment's configuration", runServe},
+		"rebuild": {"replay the topics into a fresh store generation and switch to it", runRebuild},
 	}
 }
 

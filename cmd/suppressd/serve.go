@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/suppressd/suppressd/consumer"
@@ -131,6 +132,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 // deps are the parts every role shares.
 type deps struct {
 	normalizer suppression.Normalizer
+	rdb        redis.UniversalClient
 	store      *redisstore.Generations
 	close      func()
 }
@@ -153,7 +155,7 @@ func newDeps(cfg Config) (*deps, error) {
 		_ = rdb.Close()
 		return nil, err
 	}
-	return &deps{normalizer: n, store: store, close: func() { _ = rdb.Close() }}, nil
+	return &deps{normalizer: n, rdb: rdb, store: store, close: func() { _ = rdb.Close() }}, nil
 }
 
 // pinger is what readiness asks.

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/suppression/redisstore"
+)
+
+func unsubscribeEvent(t *testing.T, id, email string, at time.Time) suppression.Event {
+	e := suppression.Event{
+		ID: id, Source: "/test", Type: suppression.EventUnsubscribe, OccurredAt: at,
+		Identifiers: []suppression.Identifier{{Type: suppression.IDEmail, Value: email}},
+		Scopes:      []suppression.Scope{"email"}, Origin: suppression.OriginRecipient,
+	}
+	require.NoError(t, e.Normalize(time.Time{}))
+	return e
+}
+
+// TestRebuildFromKafka loses nothing: a rebuild replays the topics into a
+// new generation on the Redis Cluster while a writer keeps applying events,
+// switches to it, and drops the old one.
+func TestRebuildFromKafka(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	clusterAddrs := testenv.RedisClusterAddrs(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	topic := testkafka.Unique("unsub")
+	testkafka.CreateTopic(ctx, t, brokers[0], topic, 3)
+	prefix := strings.ReplaceAll(testkafka.Unique("r"), "-", "")
+	for k, v := range map[string]string{
+		"SUPPRESSD_KAFKA_BROKERS":      strings.Join(brokers, ","),
+		"SUPPRESSD_REDIS_ADDRS":        strings.Join(clusterAddrs, ","),
+		"SUPPRESSD_REDIS_CLUSTER":      "true",
+		"SUPPRESSD_TOPIC_UNSUBSCRIBES": topic, "SUPPRESSD_TOPIC_CONSENT": "", "SUPPRESSD_TOPIC_ERASURE": "",
+		"SUPPRESSD_STORE_PREFIX": prefix,
+	} {
+		t.Setenv(k, v)
+	}
+
+	const n = 300
+	at := time.Now().Add(-time.Hour)
+	var msgs []kafka.Message
+	emails := make([]string, n)
+	for i := range emails {
+		emails[i] = fmt.Sprintf("rebuild%d@example.org", i)
+		raw, err := schemas.Encode(unsubscribeEvent(t, fmt.Sprintf("r-%d", i), emails[i], at))
+		require.NoError(t, err)
+		msgs = append(msgs, kafka.Message{Key: []byte(emails[i]), Value: raw})
+	}
+	msgs = append(msgs, kafka.Message{Key: []byte("bad"), Value: []byte(`{"not":"an event"}`)})
+	w := testkafka.Writer(brokers, topic)
+	defer w.Close()
+	require.NoError(t, w.WriteMessages(ctx, msgs...))
+
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: clusterAddrs})
+	defer rdb.Close()
+	gens, err := redisstore.NewGenerations(rdb, redisstore.Options{Prefix: prefix}, 100*time.Millisecond)
+	require.NoError(t, err)
+	norm := suppression.Normalizer{}
+	writesFor := func(e suppression.Event) []redisstore.Write {
+		keys, err := norm.ExpandAll(e.Identifiers)
+		require.NoError(t, err)
+		var ws []redisstore.Write
+		for _, k := range keys {
+			ws = append(ws, redisstore.Write{Namespace: suppression.DefaultNamespace, Key: k, Scope: "email", Change: e.Change()})
+		}
+		return ws
+	}
+	// The old generation holds something only it has: it must be gone after --drop-old.
+	_, err = gens.Apply(ctx, writesFor(unsubscribeEvent(t, "old-only", "old.only@example.org", at)))
+	require.NoError(t, err)
+
+	// A live consumer keeps going during the rebuild: each event is
+	// published to the topic and then applied, as the consumer would. Events
+	// it applied before it noticed the rebuild reach the new generation by
+	// replay, later ones by its dual writes.
+	var wg sync.WaitGroup
+	var live atomic.Int64
+	liveCtx, stopLive := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; liveCtx.Err() == nil; i++ {
+			e := unsubscribeEvent(t, fmt.Sprintf("live-%d", i), fmt.Sprintf("live%d@example.org", i), time.Now())
+			raw, err := schemas.Encode(e)
+			if err != nil || w.WriteMessages(liveCtx, kafka.Message{Key: []byte(e.ID), Value: raw}) != nil {
+				return
+			}
+			if _, err := gens.Apply(liveCtx, writesFor(e)); err == nil {
+				live.Add(1)
+			} else {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"rebuild", "--drop-old", "--grace", "1s", "--progress", "50ms"}, &out, &errb)
+	stopLive()
+	wg.Wait()
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	require.Contains(t, out.String(), "rebuilding generation g2 (active: g1)")
+	require.Regexp(t, `generation g2 is active: [0-9]+ events applied, 1 invalid skipped`, out.String())
+	require.Contains(t, out.String(), "progress: ")
+	require.Regexp(t, `dropped generation g1: [1-9][0-9]* keys`, out.String())
+
+	// Readers notice the switch within their refresh period (100ms here).
+	require.Eventually(t, func() bool {
+		active, err := gens.Active(ctx)
+		return err == nil && active == "g2"
+	}, 5*time.Second, 20*time.Millisecond, "readers switch to g2")
+	count := func(emails []string) int {
+		c := 0
+		for _, e := range emails {
+			keys, err := norm.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: e})
+			require.NoError(t, err)
+			recs, err := gens.Get(ctx, suppression.DefaultNamespace, keys)
+			require.NoError(t, err)
+			if recs[0] != nil && recs[0]["email"].Suppressed() {
+				c++
+			}
+		}
+		return c
+	}
+	require.Equal(t, n, count(emails), "every event of the topic is in the new generation")
+	require.Zero(t, count([]string{"old.only@example.org"}), "the old generation is dropped, and nothing of it was copied")
+	var liveEmails []string
+	for i := 0; i < int(live.Load()); i++ {
+		liveEmails = append(liveEmails, fmt.Sprintf("live%d@example.org", i))
+	}
+	require.Greater(t, len(liveEmails), 10)
+	require.Equal(t, len(liveEmails), count(liveEmails), "writes made during the rebuild reached the new generation")
+
+	// A second rebuild cannot start while one is recorded; none is now.
+	_, err = gens.BeginRebuild(ctx, "g2")
+	require.ErrorContains(t, err, "generation g2 is the active one")
+}
