@@ -79,9 +79,10 @@ func (o *Options) setDefaults() {
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = 100 * time.Millisecond
 	}
-	if o.BackoffMax < o.BackoffMin {
+	if o.BackoffMax <= 0 {
 		o.BackoffMax = max(10*time.Second, o.BackoffMin)
 	}
+	o.BackoffMax = max(o.BackoffMax, o.BackoffMin)
 	if o.CommitAttempts <= 0 {
 		o.CommitAttempts = 5
 	}
