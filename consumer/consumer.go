@@ -115,37 +115,58 @@ func New(r Reader, dlq MessageWriter, store Store, v *schemas.Validator, opts Op
 	}
 }
 
-// Run consumes until ctx is cancelled, then finishes the batch in hand
+// Run consumes until ctx is cancelled, then finishes the batches in hand
 // (within ShutdownGrace) and returns nil. It returns an error only when the
 // reader fails for good.
+//
+// Two stages overlap: while one batch waits on Redis, the next is fetched
+// and decoded. Batches are applied and committed in order, one at a time.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("consuming", "batch_size", c.opts.BatchSize, "batch_wait", c.opts.BatchWait)
-	for {
-		batch, ferr := c.fetch(ctx)
-		if len(batch) > 0 {
-			// The batch in hand is finished even when shutdown started
-			// while it was being fetched.
-			pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.opts.ShutdownGrace, cancel) })
-			err := c.process(pctx, batch)
-			stop()
-			cancel()
+	// Batches in hand are finished after shutdown starts, for ShutdownGrace.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.opts.ShutdownGrace, cancel) })
+	defer stop()
+
+	fctx, stopFetching := context.WithCancel(ctx)
+	defer stopFetching()
+	batches := make(chan *batch, 1)
+	var fetchErr error
+	go func() {
+		defer close(batches)
+		for {
+			msgs, err := c.fetch(fctx)
+			if len(msgs) > 0 {
+				batches <- c.prepare(msgs)
+			}
+			if fctx.Err() != nil {
+				return
+			}
 			if err != nil {
-				if ctx.Err() != nil {
-					c.log.Warn("shutdown before the batch was applied; it will be redelivered", "messages", len(batch), "err", err)
-					return nil
-				}
-				return err
+				fetchErr = err
+				return
 			}
 		}
-		if ctx.Err() != nil {
-			c.log.Info("stopped")
-			return nil
-		}
-		if ferr != nil {
-			return fmt.Errorf("fetch: %w", ferr)
+	}()
+	for b := range batches {
+		if err := c.process(pctx, b); err != nil {
+			stopFetching()
+			for range batches { // let the fetcher finish
+			}
+			if ctx.Err() != nil {
+				c.log.Warn("shutdown before a batch was applied; it will be redelivered", "messages", len(b.msgs), "err", err)
+				return nil
+			}
+			return err
 		}
 	}
+	// The channel is closed: the fetcher has returned and fetchErr is set.
+	if fetchErr != nil {
+		return fmt.Errorf("fetch: %w", fetchErr)
+	}
+	c.log.Info("stopped")
+	return nil
 }
 
 // fetch collects up to BatchSize messages: it blocks for the first, then
@@ -179,27 +200,38 @@ func (c *Consumer) observe(msg kafka.Message) kafka.Message {
 	return msg
 }
 
-// process applies one batch and commits it.
-func (c *Consumer) process(ctx context.Context, batch []kafka.Message) error {
-	c.m.batchSize.Observe(float64(len(batch)))
-	var (
-		writes  []redisstore.Write
-		dead    []kafka.Message
-		applied []suppression.Event
-	)
-	for _, msg := range batch {
+// batch is a fetched batch, decoded.
+type batch struct {
+	msgs    []kafka.Message
+	writes  []redisstore.Write
+	dead    []kafka.Message
+	applied []suppression.Event
+}
+
+// prepare decodes a batch: valid events become writes, invalid ones dead
+// letters.
+func (c *Consumer) prepare(msgs []kafka.Message) *batch {
+	c.m.batchSize.Observe(float64(len(msgs)))
+	b := &batch{msgs: msgs}
+	for _, msg := range msgs {
 		d, err := c.validator.Decode(msg.Value, msg.Time, c.opts.Normalizer)
 		if err != nil {
-			dead = append(dead, deadLetter(msg, err, c.opts.Now()))
+			b.dead = append(b.dead, deadLetter(msg, err, c.opts.Now()))
 			c.m.events.WithLabelValues("invalid", outcomeDeadLetter).Inc()
 			c.m.deadLetters.WithLabelValues(msg.Topic).Inc()
 			// The error names fields, never values: safe to log.
 			c.log.Warn("dead-lettering event", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
 			continue
 		}
-		writes = AppendWrites(writes, d)
-		applied = append(applied, d.Event)
+		b.writes = AppendWrites(b.writes, d)
+		b.applied = append(b.applied, d.Event)
 	}
+	return b
+}
+
+// process writes a batch's dead letters, applies its writes and commits it.
+func (c *Consumer) process(ctx context.Context, b *batch) error {
+	dead, writes, applied := b.dead, b.writes, b.applied
 	if len(dead) > 0 {
 		if err := c.retry(ctx, "dead_letter", func() error { return c.dlq.WriteMessages(ctx, dead...) }); err != nil {
 			return fmt.Errorf("write %d dead letters: %w", len(dead), err)
@@ -228,7 +260,7 @@ func (c *Consumer) process(ctx context.Context, batch []kafka.Message) error {
 			c.m.freshness.Observe(max(0, now.Sub(e.OccurredAt).Seconds()))
 		}
 	}
-	c.commit(ctx, batch)
+	c.commit(ctx, b.msgs)
 	return nil
 }
 

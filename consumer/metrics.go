@@ -53,8 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		freshness: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "suppressd_optout_freshness_seconds",
 			Help: "Seconds from the time the person acted (occurred_at) to the event being applied to the store.",
-			// 50 ms to 48 h: Gmail's deadline is 48 h, CAN-SPAM's 10 business days.
-			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600},
+			// 5 ms to 48 h: Gmail's deadline is 48 h, CAN-SPAM's 10 business days.
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600},
 		}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_consumer_retries_total",

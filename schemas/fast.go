@@ -172,7 +172,7 @@ func (v *Validator) fastDecode(raw []byte, ref time.Time, n suppression.Normaliz
 	var (
 		w       wireEvent
 		data    *fastjson.Object
-		have    = map[string]bool{}
+		have    = make(map[string]bool, 8)
 		typeOK  bool
 		evType  suppression.EventType
 		timeVal time.Time
@@ -224,8 +224,8 @@ func (v *Validator) fastDecode(raw []byte, ref time.Time, n suppression.Normaliz
 	if w.DataSchema != "" && w.DataSchema != DataSchemaURL(evType) {
 		return Decoded{}, false // a URI the fast path does not check
 	}
-	f := fieldsOf(evType)
-	haveData := map[string]bool{}
+	f := v.fields[evType]
+	haveData := make(map[string]bool, 8)
 	d := &w.Data
 	ok = visit(data, func(k string, val *fastjson.Value) bool {
 		if !f.allowed[k] {

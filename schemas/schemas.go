@@ -108,6 +108,7 @@ type Validator struct {
 	data     map[suppression.EventType]*jsonschema.Schema
 	printer  *message.Printer
 	parsers  fastjson.ParserPool
+	fields   map[suppression.EventType]dataFields
 }
 
 // New compiles the embedded schemas.
@@ -131,7 +132,11 @@ func New() (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load schemas: %w", err)
 	}
-	v := &Validator{data: map[suppression.EventType]*jsonschema.Schema{}, printer: message.NewPrinter(language.English)}
+	v := &Validator{
+		data:    map[suppression.EventType]*jsonschema.Schema{},
+		printer: message.NewPrinter(language.English),
+		fields:  map[suppression.EventType]dataFields{},
+	}
 	if v.envelope, err = c.Compile(baseURL + "events/cloudevent.json"); err != nil {
 		return nil, fmt.Errorf("compile envelope schema: %w", err)
 	}
@@ -139,6 +144,7 @@ func New() (*Validator, error) {
 		if v.data[t], err = c.Compile(DataSchemaURL(t)); err != nil {
 			return nil, fmt.Errorf("compile %s schema: %w", t, err)
 		}
+		v.fields[t] = fieldsOf(t)
 	}
 	return v, nil
 }

@@ -23,6 +23,7 @@
 #   SUPPRESSD_CACHE           jar cache directory
 #   SUPPRESSD_READY_TIMEOUT   seconds to wait for the servers (default 120)
 #   SUPPRESSD_KEEP_LOGS=1     keep the temp dir (server logs) instead of deleting it
+#   SUPPRESSD_RACE=0          run without -race (for benchmarks: scripts/bench.sh)
 #
 # Needs: Go, bash. Installs from Debian when missing: redis-server, a JRE, Maven.
 # Does not need kcat, Docker, or a Kafka tarball.
@@ -364,9 +365,12 @@ export SUPPRESSD_TEST_REDIS_SERVER=$REDIS_SERVER
 export SUPPRESSD_TEST_REQUIRE=1
 env | grep '^SUPPRESSD_TEST_' | sort | sed 's/^/  /'
 
-log "go test -race -count=1 ${TEST_ARGS[*]}"
+# Benchmarks want the plain build: SUPPRESSD_RACE=0 drops -race.
+RACE=(-race)
+[[ ${SUPPRESSD_RACE:-1} == 0 ]] && RACE=()
+log "go test ${RACE[*]} -count=1 ${TEST_ARGS[*]}"
 rc=0
-go test -race -count=1 "${TEST_ARGS[@]}" || rc=$?
+go test "${RACE[@]}" -count=1 "${TEST_ARGS[@]}" || rc=$?
 
 # ---------------------------------------------------------------------------
 # Separate Go modules: `./...` stops at a nested go.mod, so list each such

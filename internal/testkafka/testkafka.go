@@ -27,7 +27,7 @@ func Unique(prefix string) string {
 
 // Logger routes kafka-go's error log to the test log, and drops lines
 // that arrive after the test ended (t.Logf would panic then).
-func Logger(t *testing.T) kafka.LoggerFunc {
+func Logger(t testing.TB) kafka.LoggerFunc {
 	var (
 		mu   sync.Mutex
 		done bool
@@ -44,7 +44,7 @@ func Logger(t *testing.T) kafka.LoggerFunc {
 
 // CreateTopic creates topic on the controller and waits until every
 // partition has a leader, so the first write does not race the election.
-func CreateTopic(ctx context.Context, t *testing.T, broker, topic string, partitions int) {
+func CreateTopic(ctx context.Context, t testing.TB, broker, topic string, partitions int) {
 	t.Helper()
 	conn, err := kafka.DialContext(ctx, "tcp", broker)
 	require.NoError(t, err)
@@ -93,7 +93,7 @@ func Writer(brokers []string, topic string) *kafka.Writer {
 
 // ReadAll reads topic from the start until n messages arrived or the
 // deadline passed, without a consumer group.
-func ReadAll(ctx context.Context, t *testing.T, brokers []string, topic string, partitions, n int) []kafka.Message {
+func ReadAll(ctx context.Context, t testing.TB, brokers []string, topic string, partitions, n int) []kafka.Message {
 	t.Helper()
 	var out []kafka.Message
 	for p := 0; p < partitions && len(out) < n; p++ {

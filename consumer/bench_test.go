@@ -1,0 +1,233 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/suppression/redisstore"
+)
+
+// The end-to-end benchmarks need the test command's servers:
+//
+//	make test ARGS="-run ^$ -bench EndToEnd|Freshness -benchtime 1x ./consumer/"
+//
+// SUPPRESSD_BENCH_EVENTS sets the events per run (default 200,000),
+// SUPPRESSD_BENCH_RATE and SUPPRESSD_BENCH_SECONDS the freshness load
+// (default 20,000 events/s for 10 s).
+
+func benchEnv(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+type benchRig struct {
+	brokers []string
+	topic   string
+	rdb     *redis.Client
+	store   *redisstore.Store
+	writer  *kafka.Writer
+}
+
+func newBenchRig(b *testing.B, partitions int) *benchRig {
+	brokers := testenv.KafkaBrokers(b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := &benchRig{brokers: brokers, topic: testkafka.Unique("bench")}
+	testkafka.CreateTopic(ctx, b, brokers[0], r.topic, partitions)
+	r.rdb = redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b)})
+	b.Cleanup(func() { _ = r.rdb.Close() })
+	var err error
+	r.store, err = redisstore.New(r.rdb, redisstore.Options{Prefix: strings.ReplaceAll(testkafka.Unique("b"), "-", ""), Keyer: suppression.NewKeyer([]byte("bench-pepper"))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.writer = &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: r.topic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchBytes: 8 << 20, BatchTimeout: 5 * time.Millisecond,
+		Transport: &kafka.Transport{MetadataTTL: time.Second}}
+	b.Cleanup(func() { _ = r.writer.Close() })
+	return r
+}
+
+func benchMessage(b *testing.B, i int, at time.Time) kafka.Message {
+	e := suppression.Event{
+		ID: "bench-" + strconv.Itoa(i), Source: "/unsubscribe-link", Type: suppression.EventUnsubscribe, OccurredAt: at,
+		Identifiers: []suppression.Identifier{{Type: suppression.IDEmail, Value: fmt.Sprintf("user%d@example.org", i)}},
+		Scopes:      []suppression.Scope{suppression.ScopeGlobal}, Origin: suppression.OriginRecipient,
+	}
+	if err := e.Normalize(time.Time{}); err != nil {
+		b.Fatal(err)
+	}
+	raw, err := schemas.Encode(e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return kafka.Message{Key: []byte(e.Identifiers[0].Value), Value: raw}
+}
+
+func (r *benchRig) consumer(b *testing.B, reg prometheus.Registerer) (*Consumer, func()) {
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: r.brokers, GroupID: r.topic, GroupTopics: []string{r.topic}, StartOffset: kafka.FirstOffset,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: 2000,
+	})
+	v, err := schemas.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := New(reader, testkafka.Writer(r.brokers, r.topic+"-dlq"), r.store, v, Options{}, slog.New(slog.DiscardHandler), reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := c.Run(ctx); err != nil {
+			b.Error(err)
+		}
+		_ = reader.Close()
+	}()
+	return c, func() { cancel(); wg.Wait() }
+}
+
+func applied(c *Consumer) float64 {
+	return testutil.ToFloat64(c.m.events.WithLabelValues("unsubscribe", outcomeApplied))
+}
+
+// redisCeiling runs redis-benchmark against the same server: pipelined
+// HSETs (-P 64) of n random keys, the most writes per second Redis itself
+// takes here.
+func redisCeiling(b *testing.B, addr string, n int) float64 {
+	host, port, _ := strings.Cut(addr, ":")
+	out, err := exec.Command("redis-benchmark", "-h", host, "-p", port, "-P", "64", "-n", strconv.Itoa(n),
+		"-r", strconv.Itoa(n), "-q", "hset", "bench:ceiling:__rand_int__", "f", "__rand_int__").CombinedOutput()
+	if err != nil {
+		b.Fatalf("redis-benchmark: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`([0-9.]+) requests per second`).FindAllSubmatch(out, -1)
+	if m == nil {
+		b.Fatalf("redis-benchmark said:\n%s", out)
+	}
+	rps, _ := strconv.ParseFloat(string(m[len(m)-1][1]), 64)
+	return rps
+}
+
+// BenchmarkEndToEnd drains a topic of pre-published unsubscribes into Redis
+// and reports events/s beside redis-benchmark's pipelined write rate.
+func BenchmarkEndToEnd(b *testing.B) {
+	n := benchEnv("SUPPRESSD_BENCH_EVENTS", 200_000)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		r := newBenchRig(b, 6)
+		at := time.Now().Add(-time.Minute)
+		msgs := make([]kafka.Message, 0, 10_000)
+		ctx := context.Background()
+		for j := 0; j < n; j++ {
+			msgs = append(msgs, benchMessage(b, j, at))
+			if len(msgs) == cap(msgs) || j == n-1 {
+				if err := r.writer.WriteMessages(ctx, msgs...); err != nil {
+					b.Fatal(err)
+				}
+				msgs = msgs[:0]
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		c, stop := r.consumer(b, prometheus.NewRegistry())
+		for applied(c) < float64(n) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		stop()
+	}
+	rate := float64(n*b.N) / total.Seconds()
+	b.ReportMetric(rate, "events/s")
+	ceiling := redisCeiling(b, testenv.RedisAddr(b), n)
+	b.ReportMetric(ceiling, "redis-benchmark-writes/s")
+	b.ReportMetric(100*rate/ceiling, "%-of-ceiling")
+}
+
+// BenchmarkFreshness publishes at a steady rate while the consumer runs and
+// reports the opt-out freshness (occurred_at to applied) at p50 and p99, as
+// the upper bounds of the histogram buckets they fall in.
+func BenchmarkFreshness(b *testing.B) {
+	rate := benchEnv("SUPPRESSD_BENCH_RATE", 20_000)
+	seconds := benchEnv("SUPPRESSD_BENCH_SECONDS", 10)
+	for i := 0; i < b.N; i++ {
+		r := newBenchRig(b, 6)
+		reg := prometheus.NewRegistry()
+		c, stop := r.consumer(b, reg)
+		tick := 10 * time.Millisecond
+		perTick := max(1, rate*int(tick)/int(time.Second))
+		t := time.NewTicker(tick)
+		sent := 0
+		deadline := time.Now().Add(time.Duration(seconds) * time.Second)
+		for now := range t.C {
+			if now.After(deadline) {
+				break
+			}
+			msgs := make([]kafka.Message, perTick)
+			for j := range msgs {
+				msgs[j] = benchMessage(b, sent+j, time.Now())
+			}
+			if err := r.writer.WriteMessages(context.Background(), msgs...); err != nil {
+				b.Fatal(err)
+			}
+			sent += perTick
+		}
+		t.Stop()
+		for applied(c) < float64(sent) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		stop()
+		p50, p99 := quantiles(b, reg, "suppressd_optout_freshness_seconds")
+		b.ReportMetric(float64(sent)/float64(seconds), "offered-events/s")
+		b.ReportMetric(p50, "p50-freshness-s")
+		b.ReportMetric(p99, "p99-freshness-s")
+	}
+}
+
+// quantiles returns the upper bounds of the buckets holding p50 and p99.
+func quantiles(b *testing.B, reg *prometheus.Registry, name string) (float64, float64) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		count := float64(h.GetSampleCount())
+		q := func(p float64) float64 {
+			for _, bk := range h.GetBucket() {
+				if float64(bk.GetCumulativeCount()) >= p*count {
+					return bk.GetUpperBound()
+				}
+			}
+			return -1
+		}
+		return q(0.50), q(0.99)
+	}
+	b.Fatalf("no %s", name)
+	return 0, 0
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: the benchmarks whose figures the README reports, against
+# the same real servers the test command starts, built without -race.
+#
+#   scripts/bench.sh                 # all of them
+#   scripts/bench.sh EndToEnd        # a -bench pattern
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+pattern=${1:-.}
+SUPPRESSD_RACE=0 exec bash scripts/test.sh -run '^$' -bench "$pattern" -benchtime 1x \
+	./suppression/redisstore/ ./consumer/ ./schemas/
