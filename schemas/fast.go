@@ -3,6 +3,7 @@ package schemas
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,6 +20,9 @@ import (
 // duplicate key, any violation) goes to the schema validator, which decides
 // and reports. FuzzFastPathAgrees holds the two together: whatever the fast
 // path accepts, the schemas accept, and it decodes to the same event.
+
+// envelopeSeen records which required envelope members were present.
+type envelopeSeen struct{ specversion, id, source, typ, time, data bool }
 
 // dataFields lists, per event type, the data members allowed and required.
 type dataFields struct {
@@ -73,17 +77,17 @@ func extensionName(k string) bool {
 }
 
 // visit calls f for each member and reports false on a duplicate key or
-// when f does.
-func visit(o *fastjson.Object, f func(k string, v *fastjson.Value) bool) bool {
+// when f does. The key is only valid during the call.
+func visit(o *fastjson.Object, f func(k []byte, v *fastjson.Value) bool) bool {
 	ok := true
-	seen := make([]string, 0, o.Len())
-	o.Visit(func(kb []byte, v *fastjson.Value) {
+	var seenBuf [16][]byte
+	seen := seenBuf[:0]
+	o.Visit(func(k []byte, v *fastjson.Value) {
 		if !ok {
 			return
 		}
-		k := string(kb)
 		for _, s := range seen {
-			if s == k {
+			if string(s) == string(k) {
 				ok = false
 				return
 			}
@@ -172,28 +176,32 @@ func (v *Validator) fastDecode(raw []byte, ref time.Time, n suppression.Normaliz
 	var (
 		w       wireEvent
 		data    *fastjson.Object
-		have    = make(map[string]bool, 8)
 		typeOK  bool
 		evType  suppression.EventType
 		timeVal time.Time
 	)
-	ok := visit(env, func(k string, val *fastjson.Value) bool {
-		have[k] = true
+	var have envelopeSeen
+	ok := visit(env, func(kb []byte, val *fastjson.Value) bool {
 		var good bool
-		switch k {
+		switch k := string(kb); k {
 		case "specversion":
+			have.specversion = true
 			w.SpecVersion, good = stringOf(val, 1, 10)
 			good = good && w.SpecVersion == SpecVersion
 		case "id":
+			have.id = true
 			w.ID, good = stringOf(val, 1, 256)
 		case "source":
+			have.source = true
 			w.Source, good = stringOf(val, 1, 256)
 			good = good && simpleSource(w.Source)
 		case "type":
+			have.typ = true
 			w.Type, good = stringOf(val, 1, 256)
 			evType, typeOK = ParseTypeName(w.Type)
 			good = good && typeOK
 		case "time":
+			have.time = true
 			w.Time, good = stringOf(val, 20, 64)
 			if good {
 				timeVal, good = simpleTime(w.Time)
@@ -206,6 +214,7 @@ func (v *Validator) fastDecode(raw []byte, ref time.Time, n suppression.Normaliz
 		case "subject":
 			_, good = stringOf(val, 0, 256)
 		case "data":
+			have.data = true
 			data, err = val.Object()
 			good = err == nil
 		default:
@@ -213,25 +222,23 @@ func (v *Validator) fastDecode(raw []byte, ref time.Time, n suppression.Normaliz
 		}
 		return good
 	})
-	if !ok {
+	if !ok || !(have.specversion && have.id && have.source && have.typ && have.time && have.data) {
 		return Decoded{}, false
-	}
-	for _, k := range []string{"specversion", "id", "source", "type", "time", "data"} {
-		if !have[k] {
-			return Decoded{}, false
-		}
 	}
 	if w.DataSchema != "" && w.DataSchema != DataSchemaURL(evType) {
 		return Decoded{}, false // a URI the fast path does not check
 	}
 	f := v.fields[evType]
-	haveData := make(map[string]bool, 8)
+	var haveData [8]string
+	nData := 0
 	d := &w.Data
-	ok = visit(data, func(k string, val *fastjson.Value) bool {
-		if !f.allowed[k] {
+	ok = visit(data, func(kb []byte, val *fastjson.Value) bool {
+		k := string(kb)
+		if !f.allowed[k] || nData == len(haveData) {
 			return false
 		}
-		haveData[k] = true
+		haveData[nData] = k
+		nData++
 		var good bool
 		switch k {
 		case "namespace":
@@ -267,7 +274,7 @@ func (v *Validator) fastDecode(raw []byte, ref time.Time, n suppression.Normaliz
 		return Decoded{}, false
 	}
 	for _, k := range f.required {
-		if !haveData[k] {
+		if !slices.Contains(haveData[:nData], k) {
 			return Decoded{}, false
 		}
 	}
@@ -290,8 +297,8 @@ func readIdentifiers(val *fastjson.Value, d *wireData) bool {
 			return false
 		}
 		var gotType, gotValue bool
-		good := visit(o, func(k string, v *fastjson.Value) bool {
-			switch k {
+		good := visit(o, func(k []byte, v *fastjson.Value) bool {
+			switch string(k) {
 			case "type":
 				s, ok := stringOf(v, 1, 32)
 				d.Identifiers[i].Type, gotType = suppression.IDType(s), ok && suppression.IDType(s).Valid()
@@ -335,7 +342,8 @@ func readContext(val *fastjson.Value, d *wireData) bool {
 	}
 	c := &suppression.EventContext{}
 	d.Context = c
-	return visit(o, func(k string, v *fastjson.Value) bool {
+	return visit(o, func(kb []byte, v *fastjson.Value) bool {
+		k := string(kb)
 		limit, known := contextLimits[k]
 		if !known {
 			return false

@@ -6,6 +6,6 @@
 #   scripts/bench.sh EndToEnd        # a -bench pattern
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-pattern=${1:-.}
-SUPPRESSD_RACE=0 exec bash scripts/test.sh -run '^$' -bench "$pattern" -benchtime 1x \
+pattern=${1:-Benchmark} # not ".": scripts/test.sh would take it for a package
+SUPPRESSD_RACE=0 exec bash scripts/test.sh -p 1 -run '^$' -bench "$pattern" \
 	./suppression/redisstore/ ./consumer/ ./schemas/

@@ -4,8 +4,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"log/slog"
 	"strconv"
+	"sync"
 )
 
 // KeyKind is what a match key hashes: hashed emails from any source share the
@@ -174,10 +176,14 @@ func (e *IndexedError) Unwrap() error { return e.Err }
 // equal a phone number never shares its key.
 type Keyer struct {
 	pepper []byte
+	macs   *sync.Pool // of hash.Hash: HMAC-SHA256 under the pepper, reused
 }
 
 // NewKeyer returns a Keyer; an empty pepper means unkeyed SHA-256.
-func NewKeyer(pepper []byte) Keyer { return Keyer{pepper: append([]byte(nil), pepper...)} }
+func NewKeyer(pepper []byte) Keyer {
+	p := append([]byte(nil), pepper...)
+	return Keyer{pepper: p, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, p) }}}
+}
 
 // Peppered reports whether storage keys are HMACs.
 func (k Keyer) Peppered() bool { return len(k.pepper) > 0 }
@@ -191,9 +197,11 @@ func (k Keyer) StorageKey(m MatchKey) [32]byte {
 		h.Sum(out[:0])
 		return out
 	}
-	h := hmac.New(sha256.New, k.pepper)
+	h := k.macs.Get().(hash.Hash)
+	h.Reset()
 	writeKeyInput(h, m)
 	h.Sum(out[:0])
+	k.macs.Put(h)
 	return out
 }
 
