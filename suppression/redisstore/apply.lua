@@ -16,13 +16,31 @@ local LIFT = 128
 -- restriction 4, erasure 5, complaint 6, minor 9
 local STICKY = {[4] = true, [5] = true, [6] = true, [9] = true}
 
+-- Plain string.byte/char arithmetic rather than the struct library: the
+-- same script then runs on Redis and on miniredis (suppressd dev). Numbers
+-- are doubles, exact up to 2^53: occurred_at is 48 bits, tags two 32-bit words.
+local byte, char, floor = string.byte, string.char, math.floor
+local P32 = 4294967296
+
+local function u32(s, p)
+  local a, b, c, d = byte(s, p, p + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+local function be32(n)
+  return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
+end
+
 local function decode(s, pos, out)
   local n = #s
   while pos <= n do
-    local sl = string.byte(s, pos)
+    local sl = byte(s, pos)
     local scope = string.sub(s, pos + 1, pos + sl)
     pos = pos + 1 + sl
-    local kind, origin, at, hi, lo, srcl = struct.unpack('>BBI6I4I4B', s, pos)
+    local kind, origin, a1, a2 = byte(s, pos, pos + 3)
+    local at = (a1 * 256 + a2) * P32 + u32(s, pos + 4)
+    local hi, lo = u32(s, pos + 8), u32(s, pos + 12)
+    local srcl = byte(s, pos + 16)
     pos = pos + 17
     local src = string.sub(s, pos, pos + srcl - 1)
     pos = pos + srcl
@@ -32,11 +50,12 @@ local function decode(s, pos, out)
 end
 
 local function encode(entries)
-  local parts = {string.char(FORMAT)}
+  local parts = {char(FORMAT)}
   for i = 1, #entries do
     local e = entries[i]
-    parts[#parts + 1] = string.char(#e.scope) .. e.scope ..
-      struct.pack('>BBI6I4I4B', e.kind, e.origin, e.at, e.hi, e.lo, #e.src) .. e.src
+    local ahi = floor(e.at / P32)
+    parts[#parts + 1] = char(#e.scope) .. e.scope .. char(e.kind, e.origin, floor(ahi / 256), ahi % 256) ..
+      be32(e.at - ahi * P32) .. be32(e.hi) .. be32(e.lo) .. char(#e.src) .. e.src
   end
   return table.concat(parts)
 end
@@ -100,12 +119,12 @@ for i = 1, #ARGV, 4 do
   -- The caller has already merged the batch's changes for this field into
   -- one reduced state (ARGV[i + 2], with ARGV[i + 3] entries); a field seen
   -- for the first time, the common case, takes it as it is.
-  if redis.call('HSETNX', key, field, string.char(FORMAT) .. ARGV[i + 2]) == 1 then
+  if redis.call('HSETNX', key, field, char(FORMAT) .. ARGV[i + 2]) == 1 then
     changed = changed + tonumber(ARGV[i + 3])
   else
     local cur = redis.call('HGET', key, field)
-    if string.byte(cur, 1) ~= FORMAT then
-      return redis.error_reply('record format ' .. string.byte(cur, 1) .. ' is not ' .. FORMAT)
+    if byte(cur, 1) ~= FORMAT then
+      return redis.error_reply('record format ' .. byte(cur, 1) .. ' is not ' .. FORMAT)
     end
     local entries = decode(cur, 2, {})
     local changes = decode(ARGV[i + 2], 1, {})
