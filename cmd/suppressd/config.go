@@ -10,6 +10,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/internal/kafkaconn"
 	"github.com/suppressd/suppressd/internal/redisconn"
 	"github.com/suppressd/suppressd/suppression"
@@ -40,11 +41,48 @@ type Config struct {
 	// (ISO 3166-1 alpha-2, e.g. US). Empty rejects them.
 	PhoneRegion string `envconfig:"PHONE_REGION"`
 
+	API      APIConfig        `envconfig:"API"`
 	Kafka    kafkaconn.Config `envconfig:"KAFKA"`
 	Redis    redisconn.Config `envconfig:"REDIS"`
 	Store    StoreConfig      `envconfig:"STORE"`
 	Topics   TopicsConfig     `envconfig:"TOPIC"`
 	Consumer ConsumerConfig   `envconfig:"CONSUMER"`
+}
+
+// APIConfig configures the api role.
+type APIConfig struct {
+	// Addr is where the API listens; it also serves /metrics, /healthz and
+	// /readyz (SUPPRESSD_OPS_ADDR is then unused).
+	Addr string `envconfig:"ADDR" default:":8080"`
+	// Keys are the accepted API keys, "name:scope+scope:sha256hex",
+	// comma-separated; `suppressd apikey` makes one. KeysFile reads the same
+	// from a file (one entry per line), for a mounted secret.
+	Keys     string `envconfig:"KEYS"`
+	KeysFile string `envconfig:"KEYS_FILE"`
+	// StoreTimeout is how long a check waits for Redis before answering 503.
+	StoreTimeout time.Duration `envconfig:"STORE_TIMEOUT" default:"500ms"`
+	// MaxBatch is the most contacts in one batch check.
+	MaxBatch int `envconfig:"MAX_BATCH" default:"10000"`
+}
+
+// keys returns the configured API keys.
+func (a APIConfig) keys() ([]api.Key, error) {
+	spec := a.Keys
+	if a.KeysFile != "" {
+		if a.Keys != "" {
+			return nil, fmt.Errorf("SUPPRESSD_API_KEYS and SUPPRESSD_API_KEYS_FILE: set one, not both")
+		}
+		b, err := os.ReadFile(a.KeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("SUPPRESSD_API_KEYS_FILE: %w", err)
+		}
+		spec = strings.ReplaceAll(string(b), "\n", ",")
+	}
+	keys, err := api.ParseKeys(spec)
+	if err != nil {
+		return nil, fmt.Errorf("SUPPRESSD_API_KEYS: %w", err)
+	}
+	return keys, nil
 }
 
 // StoreConfig is the Redis key layout.
@@ -100,14 +138,23 @@ func contains(xs []string, s string) bool {
 
 // loadConfig reads and validates the configuration.
 func loadConfig() (Config, error) {
-	var c Config
-	if err := envconfig.Process(envPrefix, &c); err != nil {
-		return c, fmt.Errorf("configuration: %w", err)
+	c, err := readConfig()
+	if err != nil {
+		return c, err
 	}
 	return c, c.validate()
 }
 
-var knownRoles = []string{"consumer"}
+// readConfig reads the configuration without validating it.
+func readConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process(envPrefix, &c); err != nil {
+		return c, fmt.Errorf("configuration: %w", err)
+	}
+	return c, nil
+}
+
+var knownRoles = []string{"api", "consumer"}
 
 func (c Config) validate() error {
 	if len(c.Roles) == 0 {
@@ -126,6 +173,18 @@ func (c Config) validate() error {
 	}
 	if _, err := c.pepper(); err != nil {
 		return err
+	}
+	if contains(c.Roles, "api") {
+		keys, err := c.API.keys()
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			return fmt.Errorf("SUPPRESSD_API_KEYS: the api role needs at least one key (suppressd apikey makes one)")
+		}
+		if c.API.StoreTimeout <= 0 || c.API.MaxBatch < 1 {
+			return fmt.Errorf("SUPPRESSD_API_STORE_TIMEOUT / SUPPRESSD_API_MAX_BATCH: must be positive")
+		}
 	}
 	if _, err := suppression.NewNormalizer(c.PhoneRegion); err != nil {
 		return fmt.Errorf("SUPPRESSD_PHONE_REGION: %w", err)

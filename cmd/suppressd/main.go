@@ -31,7 +31,8 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"version": {"print the version and build details", runVersion},
-		"serve":   {"run the service roles (consumer) from the environment's configuration", runServe},
+		"serve":   {"run the service roles (api, consumer) from the environment's configuration", runServe},
+		"dev":     {"everything in one process on an embedded broker and store: nothing to install", runDev},
 		"rebuild": {"replay the topics into a fresh store generation and switch to it", runRebuild},
 	}
 }

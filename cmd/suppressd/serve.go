@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/consumer"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
@@ -26,12 +28,6 @@ import (
 )
 
 // runServe runs the configured roles until SIGINT/SIGTERM.
-//
-//	                 ┌───────────── consumer role ─────────────┐
-//	Kafka topics ──▶ │ kafka.Reader ─▶ consumer ─▶ Generations │ ─▶ Redis
-//	                 │                    └─▶ dead-letter topic│
-//	                 └─────────────────────────────────────────┘
-//	ops listener: /metrics /healthz /readyz
 func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -46,7 +42,20 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := cfg.logger(os.Stderr)
+	return serve(ctx, cfg, cfg.logger(os.Stderr), nil)
+}
+
+// serve runs the roles of cfg until ctx ends. ready, if not nil, is called
+// with the HTTP listener's address once everything is started.
+//
+//	                 ┌───────────── consumer role ─────────────┐
+//	Kafka topics ──▶ │ kafka.Reader ─▶ consumer ─▶ Generations │ ─▶ Redis
+//	                 │                    └─▶ dead-letter topic│      │
+//	                 └─────────────────────────────────────────┘      │
+//	senders ──HTTP──▶  api role: check, batch, filter, lookup  ◀── Get ┘
+//	listener: the API (api role) or the ops endpoints alone; both serve
+//	/metrics /healthz /readyz
+func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
 	d, err := newDeps(cfg)
 	if err != nil {
 		return err
@@ -68,65 +77,87 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}, func(error) { cancel() })
 	}
 	if contains(cfg.Roles, "consumer") {
-		v, err := schemas.New()
-		if err != nil {
+		if err := addConsumer(&g, cfg, d, log, reg); err != nil {
 			return err
 		}
-		dialer, err := cfg.Kafka.Dialer()
-		if err != nil {
-			return err
-		}
-		transport, err := cfg.Kafka.Transport()
-		if err != nil {
-			return err
-		}
-		reader := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: cfg.Kafka.Brokers, GroupID: cfg.Consumer.Group, GroupTopics: cfg.Topics.All(),
-			Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
-			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
-			SessionTimeout: cfg.Consumer.SessionTimeout,
-			QueueCapacity:  max(100, cfg.Consumer.BatchSize),
-			ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "err", fmt.Sprintf(f, a...)) }),
-		})
-		dlq := &kafka.Writer{
-			Addr: kafka.TCP(cfg.Kafka.Brokers...), Topic: cfg.Topics.DeadLetter, Transport: transport,
-			RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Balancer: &kafka.Hash{},
-		}
-		c := consumer.New(reader, dlq, d.store, v, consumer.Options{
-			BatchSize: cfg.Consumer.BatchSize, BatchWait: cfg.Consumer.BatchWait,
-			BackoffMin: cfg.Consumer.BackoffMin, BackoffMax: cfg.Consumer.BackoffMax,
-			ShutdownGrace: cfg.Consumer.ShutdownGrace, Normalizer: d.normalizer,
-		}, log, reg)
-		cctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error {
-			err := c.Run(cctx)
-			// Close leaves the group, so the partitions move at once
-			// instead of after the session timeout.
-			return errors.Join(err, reader.Close(), dlq.Close())
-		}, func(error) { cancel() })
-		log.Info("consumer role", "topics", cfg.Topics.All(), "group", cfg.Consumer.Group, "dead_letter", cfg.Topics.DeadLetter)
 	}
-	{
-		ln, err := net.Listen("tcp", cfg.OpsAddr)
+	handler, addr := opsHandler(reg, d.store), cfg.OpsAddr
+	if contains(cfg.Roles, "api") {
+		keys, err := cfg.API.keys()
 		if err != nil {
-			return fmt.Errorf("SUPPRESSD_OPS_ADDR: %w", err)
+			return err
 		}
-		srv := &http.Server{Handler: opsHandler(reg, d.store), ReadHeaderTimeout: 5 * time.Second}
-		log.Info("ops listener", "addr", ln.Addr().String())
-		g.Add(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		}, func(error) {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		})
+		srv := api.New(d.store, api.Options{
+			Keys: keys, Normalizer: d.normalizer, StoreTimeout: cfg.API.StoreTimeout,
+			MaxBatch: cfg.API.MaxBatch, Gatherer: reg,
+		}, log, reg)
+		handler, addr = srv.Handler(), cfg.API.Addr
+		log.Info("api role", "addr", addr, "keys", len(keys))
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	// No write timeout: a filter stream of millions of lines takes minutes.
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	log.Info("listening", "addr", ln.Addr().String())
+	g.Add(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	if ready != nil {
+		ready(ln.Addr().String())
 	}
 	err = g.Run()
 	log.Info("stopped", "err", err)
 	return err
+}
+
+func addConsumer(g *oklogrun.Group, cfg Config, d *deps, log *slog.Logger, reg prometheus.Registerer) error {
+	v, err := schemas.New()
+	if err != nil {
+		return err
+	}
+	dialer, err := cfg.Kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	transport, err := cfg.Kafka.Transport()
+	if err != nil {
+		return err
+	}
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Consumer.Group, GroupTopics: cfg.Topics.All(),
+		Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
+		SessionTimeout: cfg.Consumer.SessionTimeout,
+		QueueCapacity:  max(100, cfg.Consumer.BatchSize),
+		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "err", fmt.Sprintf(f, a...)) }),
+	})
+	dlq := &kafka.Writer{
+		Addr: kafka.TCP(cfg.Kafka.Brokers...), Topic: cfg.Topics.DeadLetter, Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Balancer: &kafka.Hash{},
+	}
+	c := consumer.New(reader, dlq, d.store, v, consumer.Options{
+		BatchSize: cfg.Consumer.BatchSize, BatchWait: cfg.Consumer.BatchWait,
+		BackoffMin: cfg.Consumer.BackoffMin, BackoffMax: cfg.Consumer.BackoffMax,
+		ShutdownGrace: cfg.Consumer.ShutdownGrace, Normalizer: d.normalizer,
+	}, log, reg)
+	cctx, cancel := context.WithCancel(context.Background())
+	g.Add(func() error {
+		err := c.Run(cctx)
+		// Close leaves the group, so the partitions move at once instead
+		// of after the session timeout.
+		return errors.Join(err, reader.Close(), dlq.Close())
+	}, func(error) { cancel() })
+	log.Info("consumer role", "topics", cfg.Topics.All(), "group", cfg.Consumer.Group, "dead_letter", cfg.Topics.DeadLetter)
+	return nil
 }
 
 // deps are the parts every role shares.

@@ -1,0 +1,327 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/suppression/redisstore"
+)
+
+type suppressionJSON struct {
+	Scope  suppression.Scope  `json:"scope"`
+	Reason suppression.Reason `json:"reason"`
+	Origin suppression.Origin `json:"origin"`
+	Source string             `json:"source"`
+	Since  time.Time          `json:"since"`
+}
+
+func toJSON(m suppression.Match) *suppressionJSON {
+	return &suppressionJSON{Scope: m.Scope, Reason: m.Reason, Origin: m.Origin, Source: m.Source, Since: m.Since}
+}
+
+func parseNamespace(field, ns string) (string, error) {
+	if ns == "" {
+		return suppression.DefaultNamespace, nil
+	}
+	if err := suppression.CheckName(ns); err != nil {
+		return "", badRequest(field, "%s: %v", field, err)
+	}
+	return ns, nil
+}
+
+func parseSend(prefix, channel, purpose, topic string) (suppression.Send, error) {
+	send := suppression.Send{Channel: suppression.Channel(channel), Purpose: suppression.Purpose(purpose), Topic: topic}
+	if channel == "" {
+		return send, badRequest(prefix+"channel", "%schannel is required (email, sms, push, ads)", prefix)
+	}
+	if _, err := suppression.ParseChannel(channel); err != nil {
+		return send, badRequest(prefix+"channel", "%schannel: %v", prefix, err)
+	}
+	if purpose == "" {
+		return send, badRequest(prefix+"purpose", "%spurpose is required (marketing, advertising, profiling, sale_sharing, transactional)", prefix)
+	}
+	if _, err := suppression.ParsePurpose(purpose); err != nil {
+		return send, badRequest(prefix+"purpose", "%spurpose: %v", prefix, err)
+	}
+	if topic != "" {
+		if err := suppression.CheckName(topic); err != nil {
+			return send, badRequest(prefix+"topic", "%stopic: %v", prefix, err)
+		}
+	}
+	return send, nil
+}
+
+// expand returns the match keys of a contact's identifiers; the error names
+// the identifier at fault (field is the JSON path of the list).
+func (s *Server) expand(field string, ids []suppression.Identifier) ([]suppression.MatchKey, error) {
+	switch {
+	case len(ids) == 0:
+		return nil, badRequest(field, "%s: at least one identifier is required", field)
+	case len(ids) > suppression.MaxIdentifiers:
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Field: field,
+			Message: fmt.Sprintf("%s: at most %d identifiers per contact, got %d", field, suppression.MaxIdentifiers, len(ids))}
+	}
+	var keys []suppression.MatchKey
+	for i, id := range ids {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if !id.Type.Valid() {
+			return nil, badRequest(f+".type", "%s.type: unknown identifier type %q (want email, phone, user_id, maid, email_sha256, phone_sha256)", f, id.Type)
+		}
+		k, err := s.opts.Normalizer.Expand(id)
+		if err != nil {
+			// The message names the type and the problem, never the value.
+			return nil, badRequest(f+".value", "%s.value: %v", f, err)
+		}
+		keys = append(keys, k...)
+	}
+	return keys, nil
+}
+
+// read asks the store, within the deadline; any failure is a 503.
+func (s *Server) read(ctx context.Context, ns string, keys []suppression.MatchKey) ([]redisstore.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
+	defer cancel()
+	recs, err := s.store.Get(ctx, ns, keys)
+	if err != nil {
+		s.m.storeErr.Inc()
+		s.log.Warn("store read failed; answering 503", "keys", len(keys), "err", err)
+		return nil, unavailable(s.opts.RetryAfter)
+	}
+	return recs, nil
+}
+
+func holdings(recs []redisstore.Record) []suppression.Holding {
+	var hs []suppression.Holding
+	for _, rec := range recs {
+		for scope, st := range rec {
+			hs = append(hs, suppression.Holding{Scope: scope, State: st})
+		}
+	}
+	return hs
+}
+
+type checkRequest struct {
+	Namespace   string                   `json:"namespace"`
+	Identifiers []suppression.Identifier `json:"identifiers"`
+	Channel     string                   `json:"channel"`
+	Purpose     string                   `json:"purpose"`
+	Topic       string                   `json:"topic"`
+}
+
+type checkResponse struct {
+	Allowed     bool             `json:"allowed"`
+	Suppression *suppressionJSON `json:"suppression,omitempty"`
+}
+
+func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
+	var req checkRequest
+	if err := decodeJSON(w, r, s.opts.MaxBody, &req); err != nil {
+		return err
+	}
+	ns, err := parseNamespace("namespace", req.Namespace)
+	if err != nil {
+		return err
+	}
+	send, err := parseSend("", req.Channel, req.Purpose, req.Topic)
+	if err != nil {
+		return err
+	}
+	keys, err := s.expand("identifiers", req.Identifiers)
+	if err != nil {
+		s.m.checks.WithLabelValues("invalid").Inc()
+		return err
+	}
+	recs, err := s.read(r.Context(), ns, keys)
+	if err != nil {
+		s.m.checks.WithLabelValues("unavailable").Inc()
+		return err
+	}
+	resp := checkResponse{Allowed: true}
+	if m, ok := suppression.Decide(send, holdings(recs)); ok {
+		resp = checkResponse{Suppression: toJSON(m)}
+		s.m.checks.WithLabelValues("suppressed").Inc()
+	} else {
+		s.m.checks.WithLabelValues("allowed").Inc()
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+type batchContact struct {
+	Ref         string                   `json:"ref,omitempty"`
+	Identifiers []suppression.Identifier `json:"identifiers"`
+}
+
+type batchRequest struct {
+	Namespace string         `json:"namespace"`
+	Channel   string         `json:"channel"`
+	Purpose   string         `json:"purpose"`
+	Topic     string         `json:"topic"`
+	Contacts  []batchContact `json:"contacts"`
+}
+
+type batchResult struct {
+	Ref         string           `json:"ref,omitempty"`
+	Allowed     bool             `json:"allowed"`
+	Suppression *suppressionJSON `json:"suppression,omitempty"`
+	Error       *errorDetail     `json:"error,omitempty"`
+}
+
+func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request) error {
+	var req batchRequest
+	if err := decodeJSON(w, r, s.opts.MaxBatchBody, &req); err != nil {
+		return err
+	}
+	ns, err := parseNamespace("namespace", req.Namespace)
+	if err != nil {
+		return err
+	}
+	send, err := parseSend("", req.Channel, req.Purpose, req.Topic)
+	if err != nil {
+		return err
+	}
+	switch n := len(req.Contacts); {
+	case n == 0:
+		return badRequest("contacts", "contacts: at least one contact is required")
+	case n > s.opts.MaxBatch:
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Field: "contacts",
+			Message: fmt.Sprintf("contacts: at most %d per batch, got %d; split the batch", s.opts.MaxBatch, n)}
+	}
+	results := make([]batchResult, len(req.Contacts))
+	spans := make([][2]int, len(req.Contacts)) // each contact's keys in all
+	var all []suppression.MatchKey
+	invalid := 0
+	for i, c := range req.Contacts {
+		results[i].Ref = c.Ref
+		keys, err := s.expand(fmt.Sprintf("contacts[%d].identifiers", i), c.Identifiers)
+		if err != nil {
+			e := err.(*Error)
+			results[i].Error = &errorDetail{Code: e.Code, Message: e.Message, Field: e.Field}
+			spans[i] = [2]int{-1, -1}
+			invalid++
+			continue
+		}
+		spans[i] = [2]int{len(all), len(all) + len(keys)}
+		all = append(all, keys...)
+	}
+	s.m.checks.WithLabelValues("invalid").Add(float64(invalid))
+	recs, err := s.read(r.Context(), ns, all)
+	if err != nil {
+		s.m.checks.WithLabelValues("unavailable").Add(float64(len(req.Contacts) - invalid))
+		return err
+	}
+	allowed, suppressed := 0, 0
+	for i := range results {
+		if spans[i][0] < 0 {
+			continue
+		}
+		if m, ok := suppression.Decide(send, holdings(recs[spans[i][0]:spans[i][1]])); ok {
+			results[i].Suppression = toJSON(m)
+			suppressed++
+		} else {
+			results[i].Allowed = true
+			allowed++
+		}
+	}
+	s.m.checks.WithLabelValues("allowed").Add(float64(allowed))
+	s.m.checks.WithLabelValues("suppressed").Add(float64(suppressed))
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	return nil
+}
+
+type lookupRequest struct {
+	Namespace   string                   `json:"namespace"`
+	Identifiers []suppression.Identifier `json:"identifiers"`
+}
+
+type registerJSON struct {
+	Action string             `json:"action"`
+	Reason suppression.Reason `json:"reason"`
+	Origin suppression.Origin `json:"origin"`
+	Source string             `json:"source"`
+	At     time.Time          `json:"at"`
+}
+
+type scopeJSON struct {
+	Scope      suppression.Scope `json:"scope"`
+	Suppressed bool              `json:"suppressed"`
+	Registers  []registerJSON    `json:"registers"`
+}
+
+type keyJSON struct {
+	Identifier int         `json:"identifier"`
+	Key        string      `json:"key"`
+	Platforms  []string    `json:"platforms"`
+	Scopes     []scopeJSON `json:"scopes"`
+}
+
+// lookup answers the access right: everything held about some identifiers.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
+	var req lookupRequest
+	if err := decodeJSON(w, r, s.opts.MaxBody, &req); err != nil {
+		return err
+	}
+	ns, err := parseNamespace("namespace", req.Namespace)
+	if err != nil {
+		return err
+	}
+	if _, err := s.expand("identifiers", req.Identifiers); err != nil {
+		return err
+	}
+	var (
+		keys  []suppression.MatchKey
+		infos []keyJSON
+	)
+	for i, id := range req.Identifiers {
+		ks, _ := s.opts.Normalizer.Expand(id)
+		var platforms [][]string
+		if !id.Type.Hashed() {
+			vs, _ := s.opts.Normalizer.Variants(id)
+			for _, v := range vs {
+				platforms = append(platforms, v.Platforms)
+			}
+		}
+		for j, k := range ks {
+			info := keyJSON{Identifier: i, Key: k.String(), Platforms: []string{}, Scopes: []scopeJSON{}}
+			if j < len(platforms) && platforms[j] != nil {
+				info.Platforms = platforms[j]
+			}
+			keys = append(keys, k)
+			infos = append(infos, info)
+		}
+	}
+	recs, err := s.read(r.Context(), ns, keys)
+	if err != nil {
+		return err
+	}
+	for i, rec := range recs {
+		for _, scope := range sortedScopes(rec) {
+			st := rec[scope]
+			sj := scopeJSON{Scope: scope, Suppressed: st.Suppressed()}
+			for _, reg := range st {
+				sj.Registers = append(sj.Registers, registerJSON{
+					Action: reg.Action.String(), Reason: reg.Reason, Origin: reg.Origin, Source: reg.Source, At: reg.Stamp.Time(),
+				})
+			}
+			infos[i].Scopes = append(infos[i].Scopes, sj)
+		}
+	}
+	if infos == nil {
+		infos = []keyJSON{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": infos})
+	return nil
+}
+
+func sortedScopes(rec redisstore.Record) []suppression.Scope {
+	out := make([]suppression.Scope, 0, len(rec))
+	for s := range rec {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
