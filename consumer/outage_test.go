@@ -2,15 +2,7 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,148 +10,9 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/testredis"
 	"github.com/suppressd/suppressd/suppression"
 )
-
-// redisProc is a redis-server of the test's own, which the test stops and
-// starts again on the same port and directory. Persistence is on (AOF,
-// fsync on every write) so what was applied before a stop survives it.
-type redisProc struct {
-	t      *testing.T
-	bin    string
-	dir    string
-	addr   string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
-}
-
-// startRedisServer starts a redis-server on a free loopback port in a
-// temporary directory; it is killed when the test ends.
-func startRedisServer(t *testing.T) *redisProc {
-	t.Helper()
-	p := &redisProc{t: t, bin: testenv.RedisServerPath(t), dir: t.TempDir()}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p.addr = l.Addr().String()
-	require.NoError(t, l.Close())
-	// Registered after TempDir's own clean-up, so it runs before the
-	// directory is removed.
-	t.Cleanup(p.kill)
-	p.start()
-	return p
-}
-
-func (p *redisProc) port() string {
-	_, port, _ := net.SplitHostPort(p.addr)
-	return port
-}
-
-// start runs the server and returns once it answers PING and is this
-// process (not another server that took the port meanwhile).
-func (p *redisProc) start() {
-	t := p.t
-	t.Helper()
-	require.True(t, p.cmd == nil || p.hasExited(), "redis-server already running")
-	cmd := exec.Command(p.bin,
-		"--port", p.port(), "--bind", "127.0.0.1", "--daemonize", "no",
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--dir", p.dir, "--logfile", filepath.Join(p.dir, "redis.log"))
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	p.cmd, p.exited = cmd, exited
-
-	// A fresh client per attempt: a go-redis pool that failed to dial
-	// PoolSize times only probes again once a second.
-	newProbe := func() *redis.Client {
-		return redis.NewClient(&redis.Options{
-			Addr: p.addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
-			WriteTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1, PoolSize: 1,
-		})
-	}
-	probe := newProbe()
-	defer func() { _ = probe.Close() }()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := probe.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			break
-		}
-		_ = probe.Close()
-		probe = newProbe()
-		if p.hasExited() {
-			t.Fatalf("redis-server on %s exited during start-up (port taken?): %v\n%s", p.addr, err, p.logTail())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s does not answer PING: %v\n%s", p.addr, err, p.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	pid, err := serverPID(probe)
-	require.NoError(t, err)
-	require.Equal(t, cmd.Process.Pid, pid, "port %s is served by another redis-server, not ours", p.addr)
-}
-
-// stop sends SIGTERM and waits for the process to exit; Redis flushes the
-// AOF on the way out.
-func (p *redisProc) stop() {
-	t := p.t
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("redis-server did not exit after SIGTERM\n%s", p.logTail())
-	}
-	require.True(t, p.cmd.ProcessState.Success(), "redis-server exits cleanly on SIGTERM: %v\n%s", p.cmd.ProcessState, p.logTail())
-}
-
-func (p *redisProc) kill() {
-	if p.cmd == nil || p.hasExited() {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-}
-
-func (p *redisProc) hasExited() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *redisProc) logTail() string {
-	b, err := os.ReadFile(filepath.Join(p.dir, "redis.log"))
-	if err != nil {
-		return "(no redis.log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-20):], "\n")
-}
-
-func serverPID(rdb *redis.Client) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	info, err := rdb.Info(ctx, "server").Result()
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			return strconv.Atoi(v)
-		}
-	}
-	return 0, errors.New("no process_id in INFO server")
-}
 
 // committed returns how many of the topic's messages the consumer group has
 // committed: the sum over partitions of the committed offset (the next offset
@@ -190,11 +43,11 @@ func TestRedisOutageLosesNoEvent(t *testing.T) {
 		total  = 600
 		before = 200 // applied before Redis stops; the rest arrive while it is down
 	)
-	srv := startRedisServer(t)
+	srv := testredis.Start(t)
 	// Short timeouts so a dead server fails a call fast. go-redis reads
 	// MaxRetries 0 as "3", so 1 is the smallest explicit retry count.
 	rdb := redis.NewClient(&redis.Options{
-		Addr: srv.addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
+		Addr: srv.Addr(), DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
 		WriteTimeout: 200 * time.Millisecond, MaxRetries: 1, DialerRetries: 1,
 	})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -218,10 +71,10 @@ func TestRedisOutageLosesNoEvent(t *testing.T) {
 	// A slow reply under load may already have failed an attempt; the
 	// outage must add to whatever is there.
 	errorsBefore := counter(t, h, "store_errors")
-	pidBefore := srv.cmd.Process.Pid
+	pidBefore := srv.PID()
 
 	// Redis goes away; the rest of the stream keeps arriving.
-	srv.stop()
+	srv.Stop()
 	h.publish(evs[before:]...)
 	eventually(t, "the consumer hits the dead store", func() bool { return counter(t, h, "store_errors") > errorsBefore })
 	firstErrors := counter(t, h, "store_errors")
@@ -245,9 +98,9 @@ func TestRedisOutageLosesNoEvent(t *testing.T) {
 
 	// Redis is back, on the same port with the same data directory.
 	restarted := time.Now()
-	srv.start() // checks that the new process is the one answering on the port
+	srv.Start() // checks that the new process is the one answering on the port
 	t.Logf("redis-server answered %v after the restart began", time.Since(restarted).Round(time.Millisecond))
-	require.NotEqual(t, pidBefore, srv.cmd.Process.Pid, "a new redis-server process serves the store")
+	require.NotEqual(t, pidBefore, srv.PID(), "a new redis-server process serves the store")
 	eventually(t, "every event applied after the outage", func() bool { return applied() >= total })
 	t.Logf("all %d events applied %v after Redis was restarted", total, time.Since(restarted).Round(time.Millisecond))
 
