@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/internal/openapitest"
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/suppression"
 	"github.com/suppressd/suppressd/suppression/redisstore"
@@ -43,6 +45,7 @@ var norm = suppression.Normalizer{DefaultRegion: "US"}
 
 type env struct {
 	t     testing.TB
+	spec  *openapitest.Spec
 	srv   *httptest.Server
 	store *redisstore.Generations
 	logs  *bytes.Buffer
@@ -64,7 +67,7 @@ func newEnv(t testing.TB, rdb redis.UniversalClient, opts Options) *env {
 	s := New(store, opts, slog.New(slog.NewJSONHandler(logs, nil)), prometheus.NewRegistry())
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, store: store, logs: logs}
+	return &env{t: t, spec: openapitest.New(t), srv: srv, store: store, logs: logs}
 }
 
 type randReader struct{}
@@ -113,6 +116,13 @@ func (e *env) do(method, path, key, contentType string, body []byte) (int, http.
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(e.t, err)
+	// Every exchange is held to schemas/openapi.yaml: the request too when
+	// it was meant to be valid (tests of bad input send invalid ones).
+	if resp.StatusCode < 400 {
+		e.spec.Check(e.t, req, body, resp, b)
+	} else {
+		e.spec.CheckResponse(e.t, req, body, resp, b)
+	}
 	for k, v := range resp.Trailer {
 		resp.Header[k] = v
 	}
@@ -286,13 +296,16 @@ func TestFilterAcrossPlatforms(t *testing.T) {
 				gz := gzip.NewWriter(&buf)
 				fmt.Fprintf(gz, "%s\n%s\n%s\n", sha("+18005550100"), sha("18005550100"), sha("+16502530000"))
 				require.NoError(t, gz.Close())
-				req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/v1/filter?type=phone_sha256&platform=meta", &buf)
+				sent := buf.Bytes()
+				req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/v1/filter?type=phone_sha256&platform=meta", bytes.NewReader(sent))
 				req.Header.Set("Authorization", "Bearer "+filterKey)
+				req.Header.Set("Content-Type", "text/plain")
 				req.Header.Set("Content-Encoding", "gzip")
 				resp, err := e.srv.Client().Do(req)
 				require.NoError(t, err)
 				defer resp.Body.Close()
 				b, _ := io.ReadAll(resp.Body)
+				e.spec.Check(t, req, sent, resp, b)
 				require.Equal(t, sha("+16502530000")+"\n# total=3 allowed=1 suppressed=2 malformed=0\n", string(b),
 					"both the Google/X form (+) and the Meta/Snap form (digits) of the GPC phone are dropped")
 			})
@@ -300,7 +313,7 @@ func TestFilterAcrossPlatforms(t *testing.T) {
 				// The gmail address unsubscribed from everything; the phone only
 				// opted out of advertising and sale/sharing.
 				in := sha("+18005550100") + "\n"
-				status, _, body := e.do(http.MethodPost, "/v1/filter?type=phone_sha256&channel=email&purpose=marketing", filterKey, "", []byte(in))
+				status, _, body := e.do(http.MethodPost, "/v1/filter?type=phone_sha256&channel=email&purpose=marketing", filterKey, "text/plain", []byte(in))
 				require.Equal(t, http.StatusOK, status)
 				require.Equal(t, in+"# total=1 allowed=1 suppressed=0 malformed=0\n", string(body))
 			})
@@ -394,6 +407,7 @@ func TestBadInput(t *testing.T) {
 			defer resp.Body.Close()
 			b, _ := io.ReadAll(resp.Body)
 			require.Equal(t, tc.status, resp.StatusCode, string(b))
+			e.spec.CheckResponse(t, req, []byte(tc.body), resp, b)
 			require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 			var body errorBody
 			require.NoError(t, json.Unmarshal(b, &body), string(b))
@@ -413,4 +427,11 @@ func TestFilterMalformedLines(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, sha("x@example.org")+"\n"+sha("y@example.org")+"\n# total=5 allowed=2 suppressed=0 malformed=3\n", string(body),
 		"a last line without newline counts; malformed lines are never echoed")
+}
+
+func getenvDefault(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok {
+		return v
+	}
+	return def
 }

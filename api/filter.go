@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 // maxFilterLine bounds one line of a filter stream; a SHA-256 is at most 64
@@ -94,14 +96,52 @@ func (s *Server) filter(w http.ResponseWriter, r *http.Request) error {
 	_ = rc.EnableFullDuplex()
 
 	in := bufio.NewReaderSize(body, 64<<10)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+
+	// Three stages: this goroutine reads and parses chunks of lines and
+	// starts each chunk's store lookup at once; up to filterInFlight lookups
+	// run while the handler writes finished chunks out, in input order.
+	// Memory is bounded by the chunks in flight.
+	ordered := make(chan *filterChunk, filterInFlight)
 	var (
-		total, allowed, suppressed, malformed int
-		started                               bool
-		lines                                 = make([][]byte, 0, s.opts.FilterChunk)
-		keys                                  = make([]suppression.MatchKey, 0, s.opts.FilterChunk)
-		valid                                 = make([]bool, 0, s.opts.FilterChunk)
-		arena                                 = make([]byte, 0, s.opts.FilterChunk*72)
-		out                                   = bufio.NewWriterSize(w, 64<<10)
+		total, malformed int   // set by the reader; read after ordered is closed
+		readErr          error // likewise
+	)
+	go func() {
+		defer close(ordered)
+		c := newFilterChunk(s.opts.FilterChunk)
+		for {
+			line, tooLong, err := readLine(in)
+			if len(line) > 0 || tooLong {
+				total++
+				if !c.add(line, tooLong, p) {
+					malformed++
+				}
+			}
+			if len(c.lines) == s.opts.FilterChunk || (err != nil && len(c.lines) > 0) {
+				go c.lookup(ctx, s, p.ns)
+				select {
+				case ordered <- c:
+				case <-ctx.Done():
+					return
+				}
+				c = newFilterChunk(s.opts.FilterChunk)
+			}
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				readErr = err
+				return
+			}
+		}
+	}()
+
+	var (
+		allowed, suppressed int
+		started             bool
+		out                 = bufio.NewWriterSize(w, 64<<10)
 	)
 	start := func() {
 		h := w.Header()
@@ -111,31 +151,29 @@ func (s *Server) filter(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		started = true
 	}
-	flushChunk := func() error {
-		if len(lines) == 0 {
-			return nil
-		}
-		recs, err := s.read(r.Context(), p.ns, keys)
-		if err != nil {
+	for c := range ordered {
+		<-c.done
+		if c.err != nil {
+			cancel()
 			if !started {
-				return err // nothing sent yet: a clean 503
+				return c.err // nothing sent yet: a clean 503
 			}
 			_, _ = out.WriteString("# error=unavailable\n")
 			_ = out.Flush()
-			return err
+			return c.err
 		}
 		if !started {
 			start()
 		}
 		ki := 0
-		for i, line := range lines {
-			if !valid[i] {
+		for i, line := range c.lines {
+			if !c.valid[i] {
 				continue
 			}
-			rec := recs[ki]
+			rec := c.recs[ki : ki+1]
 			ki++
-			if rec != nil {
-				if _, blocked := suppression.Decide(p.send, holdings(recs[ki-1:ki])); blocked {
+			if rec[0] != nil {
+				if _, blocked := suppression.Decide(p.send, holdings(rec)); blocked {
 					suppressed++
 					continue
 				}
@@ -145,51 +183,17 @@ func (s *Server) filter(w http.ResponseWriter, r *http.Request) error {
 			out.WriteByte('\n')
 		}
 		if err := out.Flush(); err != nil {
+			cancel()
 			return err
 		}
 		_ = rc.Flush()
-		lines, keys, valid, arena = lines[:0], keys[:0], valid[:0], arena[:0]
-		return nil
 	}
-	for {
-		line, tooLong, err := readLine(in)
-		if len(line) > 0 || tooLong {
-			total++
-			var ok bool
-			var k suppression.MatchKey
-			if !tooLong {
-				if h, perr := suppression.ParseSHA256(p.idType, string(line)); perr == nil {
-					k, ok = suppression.MatchKey{Kind: p.kind, Hash: h}, true
-				}
-			}
-			if !ok {
-				malformed++
-			} else {
-				keys = append(keys, k)
-			}
-			off := len(arena)
-			arena = append(arena, line...)
-			lines = append(lines, arena[off:len(arena):len(arena)])
-			valid = append(valid, ok)
-			if len(lines) == s.opts.FilterChunk {
-				if ferr := flushChunk(); ferr != nil {
-					return ferr
-				}
-			}
+	if readErr != nil {
+		if started {
+			_, _ = out.WriteString("# error=read\n")
+			_ = out.Flush()
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if started {
-				_, _ = out.WriteString("# error=read\n")
-				_ = out.Flush()
-			}
-			return badRequest("", "reading the body: %v", err)
-		}
-	}
-	if err := flushChunk(); err != nil {
-		return err
+		return badRequest("", "reading the body: %v", readErr)
 	}
 	if !started {
 		start()
@@ -207,6 +211,51 @@ func (s *Server) filter(w http.ResponseWriter, r *http.Request) error {
 	h.Set(trailerSuppressed, strconv.Itoa(suppressed))
 	h.Set(trailerMalformed, strconv.Itoa(malformed))
 	return nil
+}
+
+// filterInFlight is how many chunks' lookups may run at once.
+const filterInFlight = 3
+
+// filterChunk is a run of lines of a filter stream and what the store said
+// of them.
+type filterChunk struct {
+	lines [][]byte // each line as sent, trimmed
+	arena []byte   // the lines' bytes
+	valid []bool
+	keys  []suppression.MatchKey // of the valid lines, in order
+	recs  []redisstore.Record    // set by lookup
+	err   error                  // set by lookup
+	done  chan struct{}          // closed by lookup
+}
+
+func newFilterChunk(n int) *filterChunk {
+	return &filterChunk{
+		lines: make([][]byte, 0, n), arena: make([]byte, 0, n*72), valid: make([]bool, 0, n),
+		keys: make([]suppression.MatchKey, 0, n), done: make(chan struct{}),
+	}
+}
+
+// add parses one line; false if it is malformed.
+func (c *filterChunk) add(line []byte, tooLong bool, p filterParams) bool {
+	ok := false
+	if !tooLong {
+		if h, err := suppression.ParseSHA256(p.idType, string(line)); err == nil {
+			c.keys = append(c.keys, suppression.MatchKey{Kind: p.kind, Hash: h})
+			ok = true
+		}
+	}
+	off := len(c.arena)
+	c.arena = append(c.arena, line...)
+	c.lines = append(c.lines, c.arena[off:len(c.arena):len(c.arena)])
+	c.valid = append(c.valid, ok)
+	return ok
+}
+
+func (c *filterChunk) lookup(ctx context.Context, s *Server, ns string) {
+	defer close(c.done)
+	if len(c.keys) > 0 {
+		c.recs, c.err = s.read(ctx, ns, c.keys)
+	}
 }
 
 // readLine returns the next line without its end and surrounding spaces. A
