@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 pattern=${1:-Benchmark} # not ".": scripts/test.sh would take it for a package
 SUPPRESSD_RACE=0 exec bash scripts/test.sh -p 1 -run '^$' -bench "$pattern" \
-	./suppression/redisstore/ ./consumer/ ./schemas/
+	./suppression/redisstore/ ./consumer/ ./schemas/ ./api/

@@ -283,12 +283,19 @@ func (s *Store) Get(ctx context.Context, ns string, keys []suppression.MatchKey)
 		b.index = append(b.index, i)
 	}
 	cmds := make([]*redis.SliceCmd, len(order))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, b := range order {
-			cmds[i] = p.HMGet(ctx, b, buckets[b].fields...)
-		}
-		return nil
-	})
+	var err error
+	if len(order) == 1 {
+		// One bucket (most single checks): a plain command, no pipeline.
+		cmds[0] = s.rdb.HMGet(ctx, order[0], buckets[order[0]].fields...)
+		err = cmds[0].Err()
+	} else {
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, b := range order {
+				cmds[i] = p.HMGet(ctx, b, buckets[b].fields...)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %d keys: %w", len(keys), err)
 	}
