@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
 	"github.com/suppressd/suppressd/suppression/redisstore"
 )
@@ -57,6 +58,11 @@ type Options struct {
 	FilterChunk int
 	// Gatherer serves /metrics; nil serves none.
 	Gatherer prometheus.Gatherer
+	// Publisher, Validator and PublishLog enable POST /v1/events; without a
+	// Publisher it answers 404.
+	Publisher  Publisher
+	Validator  *schemas.Validator
+	PublishLog PublishLog
 }
 
 func (o *Options) setDefaults() {
@@ -107,6 +113,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/check/batch", "check_batch", ScopeCheck, s.checkBatch)
 	route("POST /v1/filter", "filter", ScopeFilter, s.filter)
 	route("POST /v1/subjects/lookup", "subjects_lookup", ScopeAdmin, s.lookup)
+	route("POST /v1/events", "events", ScopePublish, s.events)
 	mux.Handle("GET /healthz", s.instrument("healthz", func(w http.ResponseWriter, _ *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return nil

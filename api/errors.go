@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/suppressd/suppressd/schemas"
 )
 
 // Error is an error a handler returns to be shown to the caller: a status,
@@ -19,6 +21,8 @@ type Error struct {
 	Field   string
 	// RetryAfter is sent as Retry-After on 503s.
 	RetryAfter time.Duration
+	// Violations lists every problem of an invalid event.
+	Violations []schemas.Violation
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -46,9 +50,10 @@ type errorBody struct {
 }
 
 type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
+	Code       string              `json:"code"`
+	Message    string              `json:"message"`
+	Field      string              `json:"field,omitempty"`
+	Violations []schemas.Violation `json:"violations,omitempty"`
 }
 
 // writeError is the one place errors become responses. Anything that is not
@@ -62,7 +67,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(e.RetryAfter.Round(time.Second)/time.Second))))
 	}
-	writeJSON(w, e.Status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field}})
+	writeJSON(w, e.Status, errorBody{Error: errorDetail{Code: e.Code, Message: e.Message, Field: e.Field, Violations: e.Violations}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/consumer"
+	"github.com/suppressd/suppressd/publish"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
 	"github.com/suppressd/suppressd/suppression/redisstore"
@@ -87,9 +88,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		if err != nil {
 			return err
 		}
+		transport, err := cfg.Kafka.Transport()
+		if err != nil {
+			return err
+		}
+		v, err := schemas.New()
+		if err != nil {
+			return err
+		}
+		w := publish.NewWriter(cfg.Kafka.Brokers, transport)
+		defer w.Close()
+		pub := publish.New(w, publish.Topics{Unsubscribes: cfg.Topics.Unsubscribes, Consent: cfg.Topics.Consent, Erasure: cfg.Topics.Erasure}, d.normalizer, 0)
 		srv := api.New(d.store, api.Options{
 			Keys: keys, Normalizer: d.normalizer, StoreTimeout: cfg.API.StoreTimeout,
 			MaxBatch: cfg.API.MaxBatch, Gatherer: reg,
+			Publisher: pub, Validator: v, PublishLog: d.store,
 		}, log, reg)
 		handler, addr = srv.Handler(), cfg.API.Addr
 		log.Info("api role", "addr", addr, "keys", len(keys))

@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"time"
@@ -184,4 +186,24 @@ func (g *Generations) invalidate() {
 	g.mu.Lock()
 	g.checked = time.Time{}
 	g.mu.Unlock()
+}
+
+// idemKey is where a published event's idempotency record lives: outside
+// every generation (it is not derived from Kafka), under a hash of its
+// source and id.
+func (g *Generations) idemKey(source, id string) string {
+	h := sha256.Sum256([]byte(source + "\x00" + id))
+	return g.opts.Prefix + ":published:" + hex.EncodeToString(h[:16])
+}
+
+// Published reports whether an event with this source and id was recorded
+// as published.
+func (g *Generations) Published(ctx context.Context, source, id string) (bool, error) {
+	n, err := g.rdb.Exists(ctx, g.idemKey(source, id)).Result()
+	return n == 1, err
+}
+
+// RecordPublished records an event as published for ttl.
+func (g *Generations) RecordPublished(ctx context.Context, source, id string, ttl time.Duration) error {
+	return g.rdb.Set(ctx, g.idemKey(source, id), "1", ttl).Err()
 }
