@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/client"
 	"github.com/suppressd/suppressd/internal/testredis"
 	"github.com/suppressd/suppressd/suppression"
 )
@@ -37,6 +39,15 @@ func TestFailClosed(t *testing.T) {
 		require.Contains(t, string(b), `"code":"unavailable"`)
 		require.NotContains(t, string(b), `"allowed"`)
 	}
+	// The Go client, retrying its 503s, ends with "suppressed" and the error.
+	cl, err := client.New(e.srv.URL, checkKey, client.Options{MaxAttempts: 2, BackoffBase: 10 * time.Millisecond, BackoffCap: 50 * time.Millisecond})
+	require.NoError(t, err)
+	res, err := cl.Check(context.Background(), client.CheckRequest{
+		Identifiers: []client.Identifier{{Type: client.TypeEmail, Value: "never.seen@example.org"}}, Channel: "email", Purpose: "marketing"})
+	require.Error(t, err)
+	require.True(t, client.IsUnavailable(err), "%v", err)
+	require.False(t, res.Allowed, "fail closed: an unanswered check is a suppressed contact")
+
 	status, _, b := e.do(http.MethodPost, "/v1/filter?type=email_sha256", filterKey, "text/plain", []byte(sha("x@example.org")+"\n"))
 	require.Equal(t, http.StatusServiceUnavailable, status, "a filter that cannot ask the store sends no line: %s", b)
 	status, _, _ = e.do(http.MethodGet, "/readyz", "", "", nil)
@@ -53,4 +64,8 @@ func TestFailClosed(t *testing.T) {
 	status, body = e.postJSON("/v1/check", checkKey, fresh)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, true, body["allowed"])
+	res, err = cl.Check(context.Background(), client.CheckRequest{
+		Identifiers: []client.Identifier{{Type: client.TypeEmail, Value: "never.seen@example.org"}}, Channel: "email", Purpose: "marketing"})
+	require.NoError(t, err)
+	require.True(t, res.Allowed, "the client's answers resume too")
 }

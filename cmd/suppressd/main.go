@@ -33,6 +33,9 @@ func commands() map[string]command {
 		"version": {"print the version and build details", runVersion},
 		"serve":   {"run the service roles (api, consumer) from the environment's configuration", runServe},
 		"dev":     {"everything in one process on an embedded broker and store: nothing to install", runDev},
+		"apikey":  {"make an API key: the secret, and its hashed SUPPRESSD_API_KEYS entry", runAPIKey},
+		"check":   {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed)", runCheck},
+		"filter":  {"stream a hashed audience list through the API, keep what may be targeted", runFilter},
 		"rebuild": {"replay the topics into a fresh store generation and switch to it", runRebuild},
 	}
 }
@@ -65,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, new(exitCode)):
+		var code exitCode
+		errors.As(err, &code)
+		return int(code)
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "suppressd %s: %v\n", args[0], err)
 		return 2

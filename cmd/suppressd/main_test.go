@@ -20,6 +20,9 @@ func TestRun(t *testing.T) {
 		{args: []string{"help"}, code: 0, stderr: "version"},
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{args: []string{"version", "--bogus"}, code: 2, stderr: "flag provided but not defined: -bogus"},
+		{args: []string{"apikey", "--name", "sender", "--scopes", "check,filter"}, code: 0, stdout: "SUPPRESSD_API_KEYS entry: sender:check+filter:"},
+		{args: []string{"apikey", "--name", "x", "--scopes", "root"}, code: 2, stderr: `unknown scope "root"`},
+		{args: []string{"apikey"}, code: 2, stderr: "--name is required"},
 	}
 	for _, tc := range tests {
 		var out, errb bytes.Buffer

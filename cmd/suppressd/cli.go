@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/suppressd/suppressd/api"
+	"github.com/suppressd/suppressd/client"
+)
+
+// clientFlags are the flags every API-calling command shares.
+type clientFlags struct {
+	url, key, namespace string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.url, "url", envOr("SUPPRESSD_URL", "http://127.0.0.1:8080"), "API base URL ($SUPPRESSD_URL)")
+	fs.StringVar(&c.key, "key", os.Getenv("SUPPRESSD_API_KEY"), "API key ($SUPPRESSD_API_KEY)")
+	fs.StringVar(&c.namespace, "namespace", "", "namespace (default: the server's default)")
+}
+
+func (c *clientFlags) client() (*client.Client, error) {
+	if c.key == "" {
+		return nil, usageError{errors.New("an API key is required: --key or $SUPPRESSD_API_KEY")}
+	}
+	return client.New(c.url, c.key, client.Options{})
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// multiFlag collects a repeated flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// runCheck asks whether one contact may be contacted. It prints the answer
+// and exits 0 when allowed, 3 when suppressed; an error (the service could
+// not answer) is treated as suppressed and exits 1.
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	var emails, phones, userIDs, maids multiFlag
+	fs.Var(&emails, "email", "an email address (repeatable)")
+	fs.Var(&phones, "phone", "a phone number (repeatable)")
+	fs.Var(&userIDs, "user-id", "a customer id (repeatable)")
+	fs.Var(&maids, "maid", "a mobile advertising id (repeatable)")
+	channel := fs.String("channel", "email", "email, sms, push or ads")
+	purpose := fs.String("purpose", "marketing", "marketing, advertising, profiling, sale_sharing or transactional")
+	topic := fs.String("topic", "", "list or newsletter")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	req := client.CheckRequest{Namespace: cf.namespace, Channel: *channel, Purpose: *purpose, Topic: *topic}
+	for _, group := range []struct {
+		typ    string
+		values multiFlag
+	}{{client.TypeEmail, emails}, {client.TypePhone, phones}, {client.TypeUserID, userIDs}, {client.TypeMAID, maids}} {
+		for _, v := range group.values {
+			req.Identifiers = append(req.Identifiers, client.Identifier{Type: group.typ, Value: v})
+		}
+	}
+	if len(req.Identifiers) == 0 {
+		return usageError{errors.New("name the contact: --email, --phone, --user-id or --maid")}
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	res, err := c.Check(ctx, req)
+	if err != nil {
+		fmt.Fprintln(stdout, "suppressed (the service did not answer; fail closed)")
+		return err
+	}
+	if res.Allowed {
+		fmt.Fprintln(stdout, "allowed")
+		return nil
+	}
+	s := res.Suppression
+	fmt.Fprintf(stdout, "suppressed: reason=%s scope=%s origin=%s source=%s since=%s\n", s.Reason, s.Scope, s.Origin, s.Source, s.Since.Format(time.RFC3339))
+	return exitCode(3)
+}
+
+// exitCode ends a command with a status but no message.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+// runFilter streams a hashed audience list through /v1/filter.
+func runFilter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("filter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf clientFlags
+	cf.register(fs)
+	in := fs.String("in", "-", "input: one SHA-256 per line, hex or base64, plain or gzip (- for stdin)")
+	out := fs.String("out", "-", "output: the lines that may be targeted (- for stdout)")
+	typ := fs.String("type", client.TypeEmailSHA256, "email_sha256 or phone_sha256")
+	platform := fs.String("platform", "", "google, meta, tiktok, x, linkedin or snap (for metrics)")
+	channel := fs.String("channel", "ads", "channel of the upload")
+	purpose := fs.String("purpose", "advertising", "purpose of the upload")
+	topic := fs.String("topic", "", "list or topic")
+	gz := fs.Bool("gzip", false, "compress the upload")
+	progress := fs.Bool("progress", isTerminal(stderr), "show progress (default: when stderr is a terminal)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	src, size, closeIn, err := openInput(*in)
+	if err != nil {
+		return err
+	}
+	defer closeIn()
+	dst, closeOut, err := openOutput(*out, stdout)
+	if err != nil {
+		return err
+	}
+	counted := &countingReader{r: src}
+	var stop func()
+	start := time.Now()
+	if *progress {
+		stop = showProgress(stderr, counted, size, start)
+	}
+	sum, err := c.Filter(ctx, client.FilterRequest{
+		Type: *typ, Platform: *platform, Channel: *channel, Purpose: *purpose, Topic: *topic,
+		Namespace: cf.namespace, Gzip: *gz,
+	}, counted, dst)
+	if stop != nil {
+		stop()
+	}
+	if cerr := closeOut(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("filter: %w (the output is incomplete; do not upload it)", err)
+	}
+	el := time.Since(start)
+	fmt.Fprintf(stderr, "filtered %d lines in %s (%.0f lines/s): %d allowed, %d suppressed, %d malformed\n",
+		sum.Total, el.Round(time.Millisecond), float64(sum.Total)/max(el.Seconds(), 1e-9), sum.Allowed, sum.Suppressed, sum.Malformed)
+	return nil
+}
+
+// openInput opens a file or stdin, unzipping gzip (recognised by its magic
+// bytes). size is the file's size for progress (0 when unknown).
+func openInput(name string) (io.Reader, int64, func(), error) {
+	f := os.Stdin
+	var size int64
+	if name != "-" {
+		var err error
+		if f, err = os.Open(name); err != nil {
+			return nil, 0, nil, err
+		}
+		if st, err := f.Stat(); err == nil {
+			size = st.Size()
+		}
+	}
+	br := bufio.NewReaderSize(f, 256<<10)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			_ = f.Close()
+			return nil, 0, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		// Progress counts uncompressed bytes; the compressed size says
+		// little about them.
+		return zr, 0, func() { _ = zr.Close(); _ = f.Close() }, nil
+	}
+	return br, size, func() { _ = f.Close() }, nil
+}
+
+func openOutput(name string, stdout io.Writer) (io.Writer, func() error, error) {
+	if name == "-" {
+		bw := bufio.NewWriterSize(stdout, 256<<10)
+		return bw, bw.Flush, nil
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	bw := bufio.NewWriterSize(f, 256<<10)
+	return bw, func() error {
+		if err := bw.Flush(); err != nil {
+			_ = f.Close()
+			return err
+		}
+		return f.Close()
+	}, nil
+}
+
+type countingReader struct {
+	r     io.Reader
+	bytes atomic.Int64
+	lines atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.bytes.Add(int64(n))
+	c.lines.Add(int64(bytes.Count(p[:n], []byte{'\n'})))
+	return n, err
+}
+
+// showProgress redraws one line on the terminal: bytes read, lines/s and,
+// when the size is known, a bar and the time left.
+func showProgress(w io.Writer, c *countingReader, size int64, start time.Time) func() {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				el := time.Since(start).Seconds()
+				lines, read := c.lines.Load(), c.bytes.Load()
+				rate := float64(lines) / max(el, 1e-9)
+				if size > 0 {
+					frac := min(1, float64(read)/float64(size))
+					eta := time.Duration(0)
+					if frac > 0 {
+						eta = time.Duration(el * (1 - frac) / frac * float64(time.Second)).Round(time.Second)
+					}
+					bar := strings.Repeat("#", int(frac*30)) + strings.Repeat(".", 30-int(frac*30))
+					fmt.Fprintf(w, "\r[%s] %5.1f%%  %d lines  %.0f lines/s  ETA %s\033[K", bar, 100*frac, lines, rate, eta)
+				} else {
+					fmt.Fprintf(w, "\r%d lines  %.0f lines/s\033[K", lines, rate)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// runAPIKey makes an API key: the secret for the caller, and the entry for
+// SUPPRESSD_API_KEYS, which holds only the secret's SHA-256.
+func runAPIKey(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("apikey", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "the key's name (who uses it)")
+	scopes := fs.String("scopes", "check", "comma-separated: check, filter, publish, admin")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if *name == "" || strings.ContainsAny(*name, ":,") {
+		return usageError{errors.New("--name is required, without ':' or ','")}
+	}
+	var sc []api.Scope
+	for _, s := range strings.Split(*scopes, ",") {
+		sc = append(sc, api.Scope(strings.TrimSpace(s)))
+	}
+	secret, entry, err := api.NewKey(*name, sc...)
+	if err != nil {
+		return err
+	}
+	if _, err := api.ParseKeys(entry); err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintf(stdout, "secret (give it to %s; it is not stored anywhere): %s\nSUPPRESSD_API_KEYS entry: %s\n", *name, secret, entry)
+	return nil
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestCLICheckAndFilter runs `suppressd dev --seed` in process and drives
+// it with `suppressd check` and `suppressd filter` as a user would.
+func TestCLICheckAndFilter(t *testing.T) {
+	apiAddr, kafkaAddr := freePort(t), freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	devDone := make(chan int, 1)
+	var devOut, devErr lockedBuffer
+	go func() {
+		devDone <- run(ctx, []string{"dev", "--seed", "--api-addr", apiAddr, "--kafka-addr", kafkaAddr}, &devOut, &devErr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-devDone:
+			require.Equal(t, 0, code, devErr.String())
+		case <-time.After(30 * time.Second):
+			t.Error("dev did not stop")
+		}
+	})
+	t.Setenv("SUPPRESSD_URL", "http://"+apiAddr)
+	t.Setenv("SUPPRESSD_API_KEY", devAPIKey)
+	cli := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	require.Eventually(t, func() bool {
+		code, out, _ := cli("check", "--email", "alice@example.org", "--topic", "newsletter")
+		return code == 3 && strings.HasPrefix(out, "suppressed: reason=unsubscribe scope=topic:newsletter")
+	}, 30*time.Second, 100*time.Millisecond, "the seeded unsubscribe shows through `suppressd check`\n%s", devErr.String())
+
+	code, out, _ := cli("check", "--email", "alice@example.org", "--topic", "offers")
+	require.Equal(t, 0, code)
+	require.Equal(t, "allowed\n", out)
+	code, out, _ = cli("check", "--phone", "(800) 555-0100", "--channel", "ads", "--purpose", "advertising")
+	require.Equal(t, 3, code)
+	require.Contains(t, out, "reason=gpc")
+	code, _, errOut := cli("check")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "name the contact")
+	code, _, errOut = cli("check", "--email", "alice@example.org", "--key", "wrong")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "unauthorized")
+
+	// A gzip audience with Google-hashed addresses; alice's must go.
+	dir := t.TempDir()
+	in, outPath := filepath.Join(dir, "audience.csv.gz"), filepath.Join(dir, "allowed.csv")
+	f, err := os.Create(in)
+	require.NoError(t, err)
+	gz := gzip.NewWriter(f)
+	var want []string
+	for i := 0; i < 5000; i++ {
+		h := sha256.Sum256([]byte(fmt.Sprintf("user%d@example.org", i)))
+		line := hex.EncodeToString(h[:])
+		want = append(want, line)
+		fmt.Fprintln(gz, line)
+		if i == 2500 {
+			a := sha256.Sum256([]byte("alice@example.org"))
+			fmt.Fprintln(gz, hex.EncodeToString(a[:]))
+		}
+	}
+	require.NoError(t, gz.Close())
+	require.NoError(t, f.Close())
+	code, _, errOut = cli("filter", "--in", in, "--out", outPath, "--platform", "google", "--channel", "email", "--purpose", "marketing", "--topic", "newsletter")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, "filtered 5001 lines")
+	require.Contains(t, errOut, "5000 allowed, 1 suppressed, 0 malformed")
+	got, err := os.ReadFile(outPath)
+	require.NoError(t, err)
+	require.Equal(t, strings.Join(want, "\n")+"\n", string(got), "allowed lines in order, no summary line in the file")
+
+	resp, err := http.Get("http://" + apiAddr + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
