@@ -146,17 +146,6 @@ func (e *env) postJSON(path, key string, v any) (int, map[string]any) {
 	return status, out
 }
 
-func clients(t *testing.T) map[string]redis.UniversalClient {
-	out := map[string]redis.UniversalClient{
-		"standalone": redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.RedisAddr(t)}}),
-		"cluster":    redis.NewClusterClient(&redis.ClusterOptions{Addrs: testenv.RedisClusterAddrs(t)}),
-	}
-	for _, c := range out {
-		t.Cleanup(func() { _ = c.Close() })
-	}
-	return out
-}
-
 func email(v string) suppression.Identifier {
 	return suppression.Identifier{Type: suppression.IDEmail, Value: v}
 }
@@ -166,7 +155,7 @@ func check(ids []suppression.Identifier, channel, purpose, topic string) map[str
 }
 
 func TestCheck(t *testing.T) {
-	for name, rdb := range clients(t) {
+	for name, rdb := range testenv.RedisClients(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, rdb, Options{})
 			e.suppress(suppression.EventUnsubscribe, email("news@example.org"), "topic:newsletter")
@@ -216,7 +205,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestCheckBatch(t *testing.T) {
-	for name, rdb := range clients(t) {
+	for name, rdb := range testenv.RedisClients(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, rdb, Options{})
 			e.suppress(suppression.EventUnsubscribe, email("b1@example.org"), "email")
@@ -264,7 +253,7 @@ func sha(s string) string { d := sha256.Sum256([]byte(s)); return hex.EncodeToSt
 // address filters the lists Google, Meta and TikTok hashed by their own
 // rules.
 func TestFilterAcrossPlatforms(t *testing.T) {
-	for name, rdb := range clients(t) {
+	for name, rdb := range testenv.RedisClients(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, rdb, Options{FilterChunk: 3}) // small chunks: the boundaries are exercised
 			e.suppress(suppression.EventUnsubscribe, email("Cloudy.SanFrancisco+shopping@gmail.com"), "*")
@@ -322,7 +311,7 @@ func TestFilterAcrossPlatforms(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
-	e := newEnv(t, clients(t)["standalone"], Options{})
+	e := newEnv(t, testenv.RedisClients(t)["standalone"], Options{})
 	e.suppress(suppression.EventUnsubscribe, email("seen@gmail.com"), "email")
 	e.suppress(suppression.EventResubscribe, email("seen@gmail.com"), "topic:news")
 	status, body := e.postJSON("/v1/subjects/lookup", adminKey, map[string]any{"identifiers": []suppression.Identifier{email("Seen@gmail.com")}})
@@ -352,7 +341,7 @@ func TestLookup(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	e := newEnv(t, clients(t)["standalone"], Options{MaxBatch: 5, MaxBody: 4096})
+	e := newEnv(t, testenv.RedisClients(t)["standalone"], Options{MaxBatch: 5, MaxBody: 4096})
 	okCheck := `{"identifiers":[{"type":"email","value":"a@example.org"}],"channel":"email","purpose":"marketing"}`
 	tests := []struct {
 		name        string
@@ -420,7 +409,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestFilterMalformedLines(t *testing.T) {
-	e := newEnv(t, clients(t)["standalone"], Options{})
+	e := newEnv(t, testenv.RedisClients(t)["standalone"], Options{})
 	long := strings.Repeat("f", 5000)
 	in := sha("x@example.org") + "\n" + long + "\n" + "zz" + sha("x@example.org")[2:] + "\n" + sha("y@example.org")[:63] + "\n\r\n" + sha("y@example.org")
 	status, _, body := e.do(http.MethodPost, "/v1/filter?type=email_sha256", filterKey, "text/plain", []byte(in))

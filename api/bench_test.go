@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -244,23 +242,8 @@ func BenchmarkFilter(b *testing.B) {
 		rate := float64(n) / el.Seconds()
 		b.ReportMetric(rate, "lines/s")
 		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
-		ceiling := existsCeiling(b, addr, n)
+		ceiling := testenv.RedisBenchmark(b, addr, n, "exists", "benchfilter:__rand_int__")
 		b.ReportMetric(ceiling, "redis-benchmark-exists/s")
 		b.ReportMetric(100*rate/ceiling, "%-of-ceiling")
 	}
-}
-
-func existsCeiling(b *testing.B, addr string, n int) float64 {
-	host, port, _ := strings.Cut(addr, ":")
-	out, err := exec.Command("redis-benchmark", "-h", host, "-p", port, "-P", "64", "-n", strconv.Itoa(n),
-		"-r", strconv.Itoa(n), "-q", "exists", "benchfilter:__rand_int__").CombinedOutput()
-	if err != nil {
-		b.Fatalf("redis-benchmark: %v\n%s", err, out)
-	}
-	m := regexp.MustCompile(`([0-9.]+) requests per second`).FindAllSubmatch(out, -1)
-	if m == nil {
-		b.Fatalf("redis-benchmark said:\n%s", out)
-	}
-	rps, _ := strconv.ParseFloat(string(m[len(m)-1][1]), 64)
-	return rps
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,24 +119,6 @@ func applied(c *Consumer) float64 {
 	return testutil.ToFloat64(c.m.events.WithLabelValues("unsubscribe", outcomeApplied))
 }
 
-// redisCeiling runs redis-benchmark against the same server: pipelined
-// HSETs (-P 64) of n random keys, the most writes per second Redis itself
-// takes here.
-func redisCeiling(b *testing.B, addr string, n int) float64 {
-	host, port, _ := strings.Cut(addr, ":")
-	out, err := exec.Command("redis-benchmark", "-h", host, "-p", port, "-P", "64", "-n", strconv.Itoa(n),
-		"-r", strconv.Itoa(n), "-q", "hset", "bench:ceiling:__rand_int__", "f", "__rand_int__").CombinedOutput()
-	if err != nil {
-		b.Fatalf("redis-benchmark: %v\n%s", err, out)
-	}
-	m := regexp.MustCompile(`([0-9.]+) requests per second`).FindAllSubmatch(out, -1)
-	if m == nil {
-		b.Fatalf("redis-benchmark said:\n%s", out)
-	}
-	rps, _ := strconv.ParseFloat(string(m[len(m)-1][1]), 64)
-	return rps
-}
-
 // BenchmarkEndToEnd drains a topic of pre-published unsubscribes into Redis
 // and reports events/s beside redis-benchmark's pipelined write rate.
 func BenchmarkEndToEnd(b *testing.B) {
@@ -180,7 +160,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	rate := float64(timed) / total.Seconds()
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(rate*float64(keys)/float64(n*b.N), "keys/s") // keys per event, at the timed rate
-	ceiling := redisCeiling(b, testenv.RedisAddr(b), n)
+	ceiling := testenv.RedisBenchmark(b, testenv.RedisAddr(b), n, "hset", "bench:ceiling:__rand_int__", "f", "__rand_int__")
 	b.ReportMetric(ceiling, "redis-benchmark-writes/s")
 	b.ReportMetric(100*rate/ceiling, "%-of-ceiling")
 }

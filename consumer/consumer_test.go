@@ -1,14 +1,12 @@
 package consumer
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,24 +23,6 @@ import (
 	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var normalizer = suppression.Normalizer{DefaultRegion: "US"}
 
 type harness struct {
@@ -52,22 +32,11 @@ type harness struct {
 	dlq     string
 	store   *redisstore.Store
 	writer  *kafka.Writer
-	logs    *syncBuffer
+	logs    *testenv.Buffer
 	reg     *prometheus.Registry
 	cons    *Consumer
 	cancel  context.CancelFunc
 	done    chan error
-}
-
-func redisClients(t *testing.T) map[string]redis.UniversalClient {
-	out := map[string]redis.UniversalClient{
-		"standalone": redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.RedisAddr(t)}}),
-		"cluster":    redis.NewClusterClient(&redis.ClusterOptions{Addrs: testenv.RedisClusterAddrs(t)}),
-	}
-	for _, c := range out {
-		t.Cleanup(func() { _ = c.Close() })
-	}
-	return out
 }
 
 // start runs a consumer on fresh topics against rdb.
@@ -76,7 +45,7 @@ func start(t *testing.T, rdb redis.UniversalClient, opts Options) *harness {
 	brokers := testenv.KafkaBrokers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	h := &harness{t: t, brokers: brokers, topic: testkafka.Unique("events"), dlq: testkafka.Unique("dlq"), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	h := &harness{t: t, brokers: brokers, topic: testkafka.Unique("events"), dlq: testkafka.Unique("dlq"), logs: &testenv.Buffer{}, reg: prometheus.NewRegistry()}
 	testkafka.CreateTopic(ctx, t, brokers[0], h.topic, 3)
 	testkafka.CreateTopic(ctx, t, brokers[0], h.dlq, 1)
 	var err error
@@ -219,7 +188,7 @@ var (
 )
 
 func TestEventsBecomeVisible(t *testing.T) {
-	for name, rdb := range redisClients(t) {
+	for name, rdb := range testenv.RedisClients(t) {
 		t.Run(name, func(t *testing.T) {
 			h := start(t, rdb, Options{})
 			now := time.Now().Add(-time.Minute)
@@ -263,7 +232,7 @@ func TestEventsBecomeVisible(t *testing.T) {
 // duplicates, then replays it all, and requires exactly the state in-order
 // delivery gives.
 func TestOrderingConverges(t *testing.T) {
-	for name, rdb := range redisClients(t) {
+	for name, rdb := range testenv.RedisClients(t) {
 		t.Run(name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(11, 12))
 			people := []string{"p0@example.org", "p1@example.org", "p2@gmail.com", "p3@example.org"}
@@ -334,7 +303,7 @@ func TestOrderingConverges(t *testing.T) {
 }
 
 func TestMalformedEventIsDeadLetteredAndDoesNotBlock(t *testing.T) {
-	rdb := redisClients(t)["standalone"]
+	rdb := testenv.RedisClients(t)["standalone"]
 	h := start(t, rdb, Options{})
 	now := time.Now().Add(-time.Minute)
 	before := event(suppression.EventUnsubscribe, "before@example.org", now, "email")
@@ -385,7 +354,7 @@ func TestMalformedEventIsDeadLetteredAndDoesNotBlock(t *testing.T) {
 }
 
 func TestShutdownFinishesTheBatchAndCommits(t *testing.T) {
-	rdb := redisClients(t)["standalone"]
+	rdb := testenv.RedisClients(t)["standalone"]
 	h := start(t, rdb, Options{})
 	now := time.Now().Add(-time.Minute)
 	var evs []suppression.Event

@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
@@ -21,7 +22,7 @@ import (
 // middle of a stream, then stops the first: the partitions move twice, and
 // every event ends applied.
 func TestRebalanceLosesNothing(t *testing.T) {
-	rdb := redisClients(t)["standalone"]
+	rdb := testenv.RedisClients(t)["standalone"]
 	h := start(t, rdb, Options{BatchSize: 20})
 	const n = 3000
 	now := time.Now().Add(-time.Minute)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/suppressd/suppressd/internal/testenv"
 )
 
 // TestCLICheckAndFilter runs `suppressd dev --seed` in process and drives
@@ -23,7 +24,7 @@ func TestCLICheckAndFilter(t *testing.T) {
 	apiAddr, kafkaAddr := freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	devDone := make(chan int, 1)
-	var devOut, devErr lockedBuffer
+	var devOut, devErr testenv.Buffer
 	go func() {
 		devDone <- run(ctx, []string{"dev", "--seed", "--api-addr", apiAddr, "--kafka-addr", kafkaAddr}, &devOut, &devErr)
 	}()

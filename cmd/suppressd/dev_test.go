@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
 )
@@ -26,7 +27,7 @@ func TestDevEndToEnd(t *testing.T) {
 	bin, err := buildBinary()
 	require.NoError(t, err)
 	apiAddr, kafkaAddr := freePort(t), freePort(t)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	cmd := exec.Command(bin, "dev", "--api-addr", apiAddr, "--kafka-addr", kafkaAddr)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Start())

@@ -49,27 +49,9 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// lockedBuffer is a process's stderr, read while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testenv.Buffer
 	ops    string
 }
 
@@ -77,7 +59,7 @@ func startServe(t *testing.T, env []string) *proc {
 	t.Helper()
 	bin, err := buildBinary()
 	require.NoError(t, err)
-	p := &proc{stderr: &lockedBuffer{}, ops: freePort(t)}
+	p := &proc{stderr: &testenv.Buffer{}, ops: freePort(t)}
 	p.cmd = exec.Command(bin, "serve", "--role", "consumer")
 	p.cmd.Env = append(append(os.Environ(), env...), "SUPPRESSD_OPS_ADDR="+p.ops)
 	p.cmd.Stderr = p.stderr

@@ -4,12 +4,11 @@ package redisconn
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/suppressd/suppressd/internal/tlsconf"
 )
 
 // Config is how to reach Redis. Field tags are envconfig's; the binary
@@ -59,19 +58,8 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	if !c.TLS {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName, InsecureSkipVerify: c.TLSInsecureSkipVerify} //nolint:gosec // opt-in, documented
-	if c.TLSCAFile != "" {
-		pem, err := os.ReadFile(c.TLSCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("SUPPRESSD_REDIS_TLS_CA_FILE: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("SUPPRESSD_REDIS_TLS_CA_FILE: no PEM certificate in %s", c.TLSCAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	return cfg, nil
+	return tlsconf.Files{Var: "SUPPRESSD_REDIS_TLS", CAFile: c.TLSCAFile, ServerName: c.TLSServerName,
+		InsecureSkipVerify: c.TLSInsecureSkipVerify}.Config()
 }
 
 // Client returns a client for the configured topology.

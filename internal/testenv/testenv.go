@@ -7,9 +7,16 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Variable names exported by scripts/test.sh.
@@ -56,4 +63,57 @@ func KafkaBrokers(t testing.TB) []string {
 func RedisServerPath(t testing.TB) string {
 	t.Helper()
 	return lookup(t, EnvRedisServer, "redis-server")
+}
+
+// RedisClients returns a client for each real Redis topology of the test
+// command: "standalone" and "cluster". They are closed when the test ends.
+func RedisClients(t testing.TB) map[string]redis.UniversalClient {
+	t.Helper()
+	out := map[string]redis.UniversalClient{
+		"standalone": redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{RedisAddr(t)}}),
+		"cluster":    redis.NewClusterClient(&redis.ClusterOptions{Addrs: RedisClusterAddrs(t)}),
+	}
+	for _, c := range out {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	return out
+}
+
+// RedisBenchmark runs redis-benchmark against addr with -P 64 over n random
+// keys (__rand_int__ in args) and returns its requests per second: the
+// ceiling the benchmarks compare themselves with.
+func RedisBenchmark(t testing.TB, addr string, n int, args ...string) float64 {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	cmd := append([]string{"-h", host, "-p", port, "-P", "64", "-n", strconv.Itoa(n), "-r", strconv.Itoa(n), "-q"}, args...)
+	out, err := exec.Command("redis-benchmark", cmd...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-benchmark: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`([0-9.]+) requests per second`).FindAllSubmatch(out, -1)
+	if m == nil {
+		t.Fatalf("redis-benchmark said:\n%s", out)
+	}
+	rps, _ := strconv.ParseFloat(string(m[len(m)-1][1]), 64)
+	return rps
+}
+
+// Buffer is a bytes.Buffer safe for the concurrent writes of a logger or a
+// subprocess and the test's reads.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

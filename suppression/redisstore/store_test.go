@@ -19,16 +19,12 @@ import (
 )
 
 // servers returns a client for each real Redis topology the test command
-// started: the standalone server and the cluster.
+// started, checked to answer.
 func servers(t *testing.T) map[string]redis.UniversalClient {
 	t.Helper()
-	out := map[string]redis.UniversalClient{
-		"standalone": redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{testenv.RedisAddr(t)}}),
-		"cluster":    redis.NewClusterClient(&redis.ClusterOptions{Addrs: testenv.RedisClusterAddrs(t)}),
-	}
+	out := testenv.RedisClients(t)
 	for name, c := range out {
 		require.NoError(t, c.Ping(context.Background()).Err(), name)
-		t.Cleanup(func() { _ = c.Close() })
 	}
 	return out
 }
