@@ -128,6 +128,7 @@ apt_install() {
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
 	apt_install redis-server redis-tools
 fi
+command -v chromium >/dev/null || apt_install chromium
 command -v java >/dev/null || apt_install default-jre-headless
 command -v mvn >/dev/null || apt_install maven
 REDIS_SERVER=$(command -v redis-server)

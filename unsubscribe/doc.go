@@ -1,0 +1,22 @@
+// Package unsubscribe is the one-click unsubscribe link (RFC 2369, RFC 8058)
+// and the pages behind it.
+//
+// A send gets a token (Keyring.Mint) and the two headers built from it
+// (Headers). The token is sealed with AES-256-GCM, so it names the person
+// and the list only to whoever holds the key: a link forwarded, logged by a
+// proxy or scanned by a mail filter gives away neither the address nor a way
+// to forge another one.
+//
+//	List-Unsubscribe: <https://mail.example.org/u/TOKEN>, <mailto:...>
+//	List-Unsubscribe-Post: List-Unsubscribe=One-Click
+//
+// NewHandler serves the link:
+//
+//	POST /u/{token}                 one-click (mail provider) or the page's button: publishes the unsubscribe, then 200
+//	GET  /u/{token}                 confirmation page with a button; changes nothing (scanners fetch GETs)
+//	GET  /u/{token}/preferences     leave one topic or everything
+//	POST /u/{token}/preferences     publishes the choice
+//
+// The handler answers 200 only after the Publisher reports the event stored
+// by Kafka; otherwise 503 and a page that claims nothing.
+package unsubscribe

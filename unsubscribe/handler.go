@@ -1,0 +1,436 @@
+package unsubscribe
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"html/template"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/suppressd/suppressd/suppression"
+)
+
+// Publisher publishes suppression events. The handler calls it from many
+// requests at once.
+type Publisher interface {
+	// Publish returns nil only once Kafka acknowledged e from all in-sync
+	// replicas; an error means nothing was published.
+	Publish(ctx context.Context, e suppression.Event) error
+}
+
+// DefaultSource is the CloudEvents source of the events the handler
+// publishes when Options.Source is empty.
+const DefaultSource = "/unsubscribe-link"
+
+// Options configure the handler. Keyring and Publisher are required; the
+// rest has safe defaults.
+type Options struct {
+	// Keyring verifies the tokens. Required.
+	Keyring *Keyring
+	// Publisher publishes the events. Required.
+	Publisher Publisher
+	// Now is the clock for expiry and event times. Default time.Now.
+	Now func() time.Time
+	// HonorDNT treats "DNT: 1" like "Sec-GPC: 1". Default false: no law
+	// requires honouring Do Not Track, and some browsers sent it by default.
+	HonorDNT bool
+	// Logger receives one line per outcome, with the key id and event id,
+	// never the token or the identifier. Default: discard.
+	Logger *slog.Logger
+	// Source is the source of the events published. Default DefaultSource.
+	Source string
+	// PublishTimeout bounds one Publish call. The call is not cancelled when
+	// the client goes away: the person asked, so the opt-out is still
+	// recorded. Default 10s.
+	PublishTimeout time.Duration
+	// RetryAfter is sent with a 503 when publishing failed. Default 60s.
+	RetryAfter time.Duration
+}
+
+//go:embed pages.html
+var pagesFS embed.FS
+
+var pages = template.Must(template.ParseFS(pagesFS, "pages.html"))
+
+// maxBody bounds a form POST: the one-click body is 26 bytes.
+const maxBody = 16 << 10
+
+// NewHandler returns the handler of the unsubscribe link. Its routes are
+// registered as "GET /u/{token}", "POST /u/{token}", "GET
+// /u/{token}/preferences" and "POST /u/{token}/preferences", so mount it
+// where the request path still starts with /u/:
+//
+//	mux.Handle("/u/", unsubscribe.NewHandler(opts)) // no http.StripPrefix
+//
+// The pages link to each other with relative URLs, so a proxy may serve the
+// whole API under a path prefix. NewHandler panics if Keyring or Publisher
+// is nil: a wiring mistake, caught at start-up.
+func NewHandler(opts Options) http.Handler {
+	if opts.Keyring == nil || opts.Publisher == nil {
+		panic("unsubscribe.NewHandler: Options.Keyring and Options.Publisher are required")
+	}
+	h := &handler{
+		keys:       opts.Keyring,
+		pub:        opts.Publisher,
+		now:        opts.Now,
+		honorDNT:   opts.HonorDNT,
+		log:        opts.Logger,
+		source:     opts.Source,
+		timeout:    opts.PublishTimeout,
+		retryAfter: opts.RetryAfter,
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.log = h.log.With("component", "unsubscribe")
+	if h.source == "" {
+		h.source = DefaultSource
+	}
+	if h.timeout <= 0 {
+		h.timeout = 10 * time.Second
+	}
+	if h.retryAfter <= 0 {
+		h.retryAfter = time.Minute
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /u/{token}", h.withToken(h.confirm))
+	mux.Handle("POST /u/{token}", h.withToken(h.unsubscribe))
+	mux.Handle("GET /u/{token}/preferences", h.withToken(h.preferences))
+	mux.Handle("POST /u/{token}/preferences", h.withToken(h.savePreferences))
+	return securityHeaders(mux)
+}
+
+type handler struct {
+	keys       *Keyring
+	pub        Publisher
+	now        func() time.Time
+	honorDNT   bool
+	log        *slog.Logger
+	source     string
+	timeout    time.Duration
+	retryAfter time.Duration
+}
+
+// securityHeaders are on every answer, errors included: the pages load
+// nothing, run nothing, cannot be framed, leak no token in a Referer and are
+// never cached (a shared proxy must not keep a page naming a person).
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Cache-Control", "no-store")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// request is one request whose token verified.
+type request struct {
+	w      http.ResponseWriter
+	r      *http.Request
+	token  string
+	kid    string
+	claims Claims
+	now    time.Time
+	// signal is the privacy signal the browser sent ("Global Privacy
+	// Control", "Do Not Track") and honoured whether it was recorded.
+	signal   string
+	honoured bool
+}
+
+// withToken verifies the token, answers 400 if it does not, and records a
+// privacy signal before the route runs.
+func (h *handler) withToken(route func(*request)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := r.PathValue("token")
+		now := h.now()
+		c, err := h.keys.Verify(token, now)
+		if err != nil {
+			h.log.Info("unsubscribe link rejected", "key_id", h.keys.KeyID(token), "reason", rejection(err), "method", r.Method)
+			h.render(w, http.StatusBadRequest, "invalid", page{Title: "Link not valid or expired"})
+			return
+		}
+		q := &request{w: w, r: r, token: token, kid: h.keys.KeyID(token), claims: c, now: now}
+		if r.Method != http.MethodHead {
+			h.honourSignal(q)
+		}
+		route(q)
+	})
+}
+
+func rejection(err error) string {
+	for _, e := range []struct {
+		err  error
+		name string
+	}{{ErrMalformed, "malformed"}, {ErrUnknownKey, "unknown_key"}, {ErrForged, "forged"}, {ErrExpired, "expired"}} {
+		if errors.Is(err, e.err) {
+			return e.name
+		}
+	}
+	return "other"
+}
+
+// honourSignal publishes a gpc opt-out when the browser sends Global Privacy
+// Control (or Do Not Track, if enabled). Under the CCPA regulations the
+// signal is an opt-out of sale/sharing that may not be second-guessed, so any
+// page of a valid link records it, GETs included: it is not an unsubscribe,
+// and opting out of sale is always safe to over-honour. The event id is the
+// same for every request with this token.
+func (h *handler) honourSignal(q *request) {
+	switch {
+	case strings.TrimSpace(q.r.Header.Get("Sec-GPC")) == "1":
+		q.signal = "Global Privacy Control"
+	case h.honorDNT && strings.TrimSpace(q.r.Header.Get("DNT")) == "1":
+		q.signal = "Do Not Track"
+	default:
+		return
+	}
+	e := h.event(q, suppression.EventGPC, suppression.EventGPC.DefaultScopes())
+	q.honoured = h.publish(q, e) == nil
+}
+
+// confirm is GET /u/{token}: a page with a button, and nothing else. Link
+// scanners fetch every URL in a message; a GET that unsubscribed would
+// unsubscribe people who never asked.
+func (h *handler) confirm(q *request) {
+	h.render(q.w, http.StatusOK, "confirm", h.page(q, "Unsubscribe", q.claims.Scopes, q.token+"/preferences"))
+}
+
+// unsubscribe is POST /u/{token}: the mail provider's one-click POST
+// (RFC 8058; multipart or, as Gmail sends it, urlencoded) or the
+// confirmation page's button.
+func (h *handler) unsubscribe(q *request) {
+	form, err := parseForm(q.w, q.r)
+	oneClick := err == nil && strings.EqualFold(strings.TrimSpace(form.Get("List-Unsubscribe")), "One-Click")
+	button := err == nil && form.Get("confirm") == "1"
+	if !oneClick && !button {
+		h.log.Info("unsubscribe POST without a request", "key_id", q.kid)
+		h.render(q.w, http.StatusBadRequest, "confirm", h.page(q, "Unsubscribe", q.claims.Scopes, q.token+"/preferences"))
+		return
+	}
+	h.unsubscribeFrom(q, q.claims.Scopes, []field{{"confirm", "1"}}, q.token+"/preferences")
+}
+
+// choice is one option of the preference page.
+type choice struct{ Value, Label string }
+
+// preferences is GET /u/{token}/preferences.
+func (h *handler) preferences(q *request) {
+	h.render(q.w, http.StatusOK, "preferences", h.page(q, "Email preferences", q.claims.Scopes, ""))
+}
+
+// savePreferences is POST /u/{token}/preferences: one of the token's scopes,
+// or everything. No other scope: the link speaks only for what it was sent
+// for, and for the person's wish to hear nothing more.
+func (h *handler) savePreferences(q *request) {
+	form, err := parseForm(q.w, q.r)
+	scope := suppression.Scope(form.Get("scope"))
+	if err != nil || !slices.ContainsFunc(choices(q.claims.Scopes), func(c choice) bool { return c.Value == string(scope) }) {
+		p := h.page(q, "Email preferences", q.claims.Scopes, "")
+		p.Error = "Choose one of the options below."
+		h.render(q.w, http.StatusBadRequest, "preferences", p)
+		return
+	}
+	h.unsubscribeFrom(q, []suppression.Scope{scope}, []field{{"scope", string(scope)}}, "preferences")
+}
+
+// unsubscribeFrom publishes the unsubscribe and answers 200 only once it is
+// stored; otherwise 503, a page that claims nothing and a button to retry.
+func (h *handler) unsubscribeFrom(q *request, scopes []suppression.Scope, retry []field, prefs string) {
+	e := h.event(q, suppression.EventUnsubscribe, scopes)
+	if err := h.publish(q, e); err != nil {
+		q.w.Header().Set("Retry-After", strconv.Itoa(int(h.retryAfter.Round(time.Second)/time.Second)))
+		p := h.page(q, "Try again later", scopes, "")
+		p.Retry = retry
+		h.render(q.w, http.StatusServiceUnavailable, "unavailable", p)
+		return
+	}
+	h.render(q.w, http.StatusOK, "done", h.page(q, "You are unsubscribed", scopes, prefs))
+}
+
+// event builds an event from the token. Its id depends only on the token,
+// the type and the scopes: a repeated click, a provider's retry and the
+// button after a one-click all publish the same id.
+func (h *handler) event(q *request, t suppression.EventType, scopes []suppression.Scope) suppression.Event {
+	return suppression.Event{
+		ID:          eventID(t, q.token, scopes),
+		Source:      h.source,
+		Type:        t,
+		OccurredAt:  q.now,
+		Namespace:   q.claims.Namespace,
+		Identifiers: []suppression.Identifier{q.claims.Identifier},
+		Scopes:      slices.Clone(scopes),
+		Origin:      suppression.OriginRecipient,
+		Context:     suppression.EventContext{CampaignID: q.claims.CampaignID, ListID: q.claims.ListID},
+	}
+}
+
+// eventID is hex SHA-256 of the type, the token and the sorted scopes. The
+// token is canonical (strict base64), so one token has one id per choice.
+func eventID(t suppression.EventType, token string, scopes []suppression.Scope) string {
+	s := slices.Clone(scopes)
+	slices.Sort(s)
+	d := sha256.New()
+	d.Write([]byte(t))
+	d.Write([]byte{0})
+	d.Write([]byte(token))
+	for _, sc := range s {
+		d.Write([]byte{0})
+		d.Write([]byte(sc))
+	}
+	return hex.EncodeToString(d.Sum(nil))
+}
+
+func (h *handler) publish(q *request, e suppression.Event) error {
+	log := h.log.With("key_id", q.kid, "event_id", e.ID, "type", e.Type, "namespace", e.Namespace)
+	if err := e.Normalize(q.now); err != nil {
+		// Verify applies the same rules, so this is a bug, not bad input.
+		log.Error("unsubscribe event invalid", "err", err)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), h.timeout)
+	defer cancel()
+	start := time.Now()
+	if err := h.pub.Publish(ctx, e); err != nil {
+		log.Warn("unsubscribe event not published", "err", err, "took", time.Since(start))
+		return err
+	}
+	log.Info("unsubscribe event published", "scopes", e.Scopes, "took", time.Since(start))
+	return nil
+}
+
+// parseForm reads a POST body as multipart/form-data (RFC 8058) or
+// application/x-www-form-urlencoded (Gmail, browsers). Query parameters are
+// ignored: the one-click field must be in the body.
+func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var err error
+	if ct == "multipart/form-data" {
+		err = r.ParseMultipartForm(maxBody)
+		if r.MultipartForm != nil {
+			defer r.MultipartForm.RemoveAll()
+		}
+	} else {
+		err = r.ParseForm()
+	}
+	if err != nil {
+		return url.Values{}, err
+	}
+	return r.PostForm, nil
+}
+
+// page is what the templates show. Nothing in it is the raw identifier.
+type page struct {
+	Title           string
+	Masked          string
+	What            string
+	Signal          string // "", "honoured" or "failed"
+	SignalName      string
+	PreferencesHref string // relative to the page's own URL
+	Choices         []choice
+	Error           string
+	Retry           []field
+}
+
+type field struct{ Name, Value string }
+
+func (h *handler) page(q *request, title string, scopes []suppression.Scope, prefs string) page {
+	p := page{
+		Title:           title,
+		Masked:          Mask(q.claims.Identifier),
+		What:            describeAll(scopes),
+		PreferencesHref: prefs,
+		Choices:         choices(q.claims.Scopes),
+		SignalName:      q.signal,
+	}
+	if q.signal != "" {
+		p.Signal = "failed"
+		if q.honoured {
+			p.Signal = "honoured"
+		}
+	}
+	return p
+}
+
+func (h *handler) render(w http.ResponseWriter, status int, name string, p page) {
+	var b bytes.Buffer
+	if err := pages.ExecuteTemplate(&b, name, p); err != nil {
+		h.log.Error("unsubscribe page", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
+}
+
+// choices are the preference page's options: each scope of the token, then
+// everything.
+func choices(scopes []suppression.Scope) []choice {
+	var cs []choice
+	for _, s := range scopes {
+		if s != suppression.ScopeGlobal {
+			cs = append(cs, choice{Value: string(s), Label: "Only " + describe(s)})
+		}
+	}
+	return append(cs, choice{Value: string(suppression.ScopeGlobal), Label: "Everything: " + describe(suppression.ScopeGlobal)})
+}
+
+// describe says in words what unsubscribing from a scope stops, to follow
+// "unsubscribed from".
+func describe(s suppression.Scope) string {
+	if topic, ok := s.Topic(); ok {
+		return "the “" + topic + "” list"
+	}
+	switch s {
+	case suppression.ScopeGlobal:
+		return "all marketing we send"
+	case suppression.ChannelScope(suppression.ChannelEmail):
+		return "marketing email"
+	case suppression.ChannelScope(suppression.ChannelSMS):
+		return "marketing text messages"
+	case suppression.ChannelScope(suppression.ChannelPush):
+		return "marketing push notifications"
+	case suppression.ChannelScope(suppression.ChannelAds):
+		return "targeted ads"
+	case suppression.PurposeScope(suppression.PurposeMarketing):
+		return "all marketing"
+	case suppression.PurposeScope(suppression.PurposeAdvertising):
+		return "targeted advertising"
+	case suppression.PurposeScope(suppression.PurposeProfiling):
+		return "profiling"
+	case suppression.PurposeScope(suppression.PurposeSaleSharing):
+		return "the sale or sharing of your data"
+	}
+	return string(s)
+}
+
+func describeAll(scopes []suppression.Scope) string {
+	ds := make([]string, len(scopes))
+	for i, s := range scopes {
+		ds[i] = describe(s)
+	}
+	switch len(ds) {
+	case 0:
+		return ""
+	case 1:
+		return ds[0]
+	}
+	return strings.Join(ds[:len(ds)-1], ", ") + " and " + ds[len(ds)-1]
+}
