@@ -15,6 +15,7 @@ import (
 	"github.com/suppressd/suppressd/internal/redisconn"
 	"github.com/suppressd/suppressd/suppression"
 	"github.com/suppressd/suppressd/suppression/redisstore"
+	"github.com/suppressd/suppressd/unsubscribe"
 )
 
 // envPrefix starts every configuration variable.
@@ -42,6 +43,7 @@ type Config struct {
 	PhoneRegion string `envconfig:"PHONE_REGION"`
 
 	API      APIConfig        `envconfig:"API"`
+	Link     LinkConfig       `envconfig:"LINK"`
 	Kafka    kafkaconn.Config `envconfig:"KAFKA"`
 	Redis    redisconn.Config `envconfig:"REDIS"`
 	Store    StoreConfig      `envconfig:"STORE"`
@@ -83,6 +85,65 @@ func (a APIConfig) keys() ([]api.Key, error) {
 		return nil, fmt.Errorf("SUPPRESSD_API_KEYS: %w", err)
 	}
 	return keys, nil
+}
+
+// LinkConfig configures unsubscribe links (served by the api role under /u/).
+type LinkConfig struct {
+	// Keys are "id:base64-secret" pairs, comma-separated (the file: one per
+	// line); secrets of at least 32 bytes. Without keys no link is served.
+	Keys     string `envconfig:"KEYS"`
+	KeysFile string `envconfig:"KEYS_FILE"`
+	// SigningKey is the id of the key new links are minted with; the others
+	// only verify (rotation). Default: the last key listed.
+	SigningKey string `envconfig:"SIGNING_KEY"`
+	// BaseURL is the public https URL the links point at (the api role's).
+	BaseURL string `envconfig:"BASE_URL"`
+	// Mailto is an optional address for the mailto: alternative.
+	Mailto string `envconfig:"MAILTO"`
+	// HonorDNT records DNT: 1 on the pages as a gpc opt-out, like Sec-GPC.
+	HonorDNT bool `envconfig:"HONOR_DNT"`
+	// TTL is how long a link works; at least 720h (30 days, CAN-SPAM).
+	TTL time.Duration `envconfig:"TTL" default:"2160h"`
+}
+
+// keyring returns the link keyring, or nil when no keys are configured.
+func (l LinkConfig) keyring() (*unsubscribe.Keyring, error) {
+	spec := l.Keys
+	if l.KeysFile != "" {
+		if l.Keys != "" {
+			return nil, fmt.Errorf("SUPPRESSD_LINK_KEYS and SUPPRESSD_LINK_KEYS_FILE: set one, not both")
+		}
+		b, err := os.ReadFile(l.KeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("SUPPRESSD_LINK_KEYS_FILE: %w", err)
+		}
+		spec = strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", ",")
+	}
+	var keys []unsubscribe.Key
+	for _, entry := range strings.Split(spec, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		id, secret, ok := strings.Cut(entry, ":")
+		b, err := base64.StdEncoding.DecodeString(secret)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("SUPPRESSD_LINK_KEYS: each entry is id:base64-secret")
+		}
+		keys = append(keys, unsubscribe.Key{ID: id, Secret: b})
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	signing := l.SigningKey
+	if signing == "" {
+		signing = keys[len(keys)-1].ID
+	}
+	kr, err := unsubscribe.NewKeyring(signing, keys)
+	if err != nil {
+		return nil, fmt.Errorf("SUPPRESSD_LINK_KEYS: %w", err)
+	}
+	return kr, nil
 }
 
 // StoreConfig is the Redis key layout.
@@ -185,6 +246,12 @@ func (c Config) validate() error {
 		if c.API.StoreTimeout <= 0 || c.API.MaxBatch < 1 {
 			return fmt.Errorf("SUPPRESSD_API_STORE_TIMEOUT / SUPPRESSD_API_MAX_BATCH: must be positive")
 		}
+	}
+	if _, err := c.Link.keyring(); err != nil {
+		return err
+	}
+	if c.Link.TTL < unsubscribe.MinTTL {
+		return fmt.Errorf("SUPPRESSD_LINK_TTL: %s is under the 720h (30 days) a link must keep working", c.Link.TTL)
 	}
 	if _, err := suppression.NewNormalizer(c.PhoneRegion); err != nil {
 		return fmt.Errorf("SUPPRESSD_PHONE_REGION: %w", err)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/unsubscribe"
 )
 
 // devAPIKey is the API key of `suppressd dev`, printed at start. Only the
@@ -69,6 +72,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg.API.Addr = *apiAddr
 	cfg.API.Keys, cfg.API.KeysFile = "dev:check+filter+publish+admin:"+hex.EncodeToString(keyHash[:]), ""
 	cfg.PhoneRegion = *region
+	linkSecret := make([]byte, 32)
+	if _, err := rand.Read(linkSecret); err != nil {
+		return err
+	}
+	cfg.Link.Keys, cfg.Link.KeysFile, cfg.Link.SigningKey = "dev:"+base64.StdEncoding.EncodeToString(linkSecret), "", ""
+	cfg.Link.BaseURL = "http://" + *apiAddr
 	cfg.Consumer.SessionTimeout = 6 * time.Second
 	if cfg.LogFormat == "json" && os.Getenv(envPrefix+"_LOG_FORMAT") == "" {
 		cfg.LogFormat = "text"
@@ -87,6 +96,16 @@ Try:
     -d '{"identifiers":[{"type":"email","value":"alice@example.org"}],"channel":"email","purpose":"marketing","topic":"newsletter"}'
 `, addr, devAPIKey, cfg.Kafka.Brokers[0], cfg.Topics.Unsubscribes, cfg.Topics.Consent, cfg.Topics.Erasure, cfg.Topics.DeadLetter,
 			store.Addr(), devAPIKey, addr)
+		if kr, err := cfg.Link.keyring(); err == nil && kr != nil {
+			now := time.Now()
+			token, err := kr.Mint(unsubscribe.Claims{
+				Identifier: suppression.Identifier{Type: suppression.IDEmail, Value: "carol@example.org"},
+				Scopes:     []suppression.Scope{"topic:newsletter"},
+			}, now)
+			if err == nil {
+				fmt.Fprintf(stdout, "An unsubscribe link for carol@example.org (newsletter): %s/u/%s\n", cfg.Link.BaseURL, token)
+			}
+		}
 		if *seed {
 			if err := seedEvents(ctx, cfg.Kafka.Brokers, cfg.Topics); err != nil {
 				log.Error("seeding demo events", "err", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
 	"github.com/suppressd/suppressd/suppression/redisstore"
+	"github.com/suppressd/suppressd/unsubscribe"
 )
 
 // runServe runs the configured roles until SIGINT/SIGTERM.
@@ -105,7 +106,21 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 			Publisher: pub, Validator: v, PublishLog: d.store,
 		}, log, reg)
 		handler, addr = srv.Handler(), cfg.API.Addr
-		log.Info("api role", "addr", addr, "keys", len(keys))
+		kr, err := cfg.Link.keyring()
+		if err != nil {
+			return err
+		}
+		if kr != nil {
+			// The unsubscribe pages are public (token-protected); the
+			// rest is the API.
+			mux := http.NewServeMux()
+			mux.Handle("/u/", unsubscribe.NewHandler(unsubscribe.Options{
+				Keyring: kr, Publisher: pub, HonorDNT: cfg.Link.HonorDNT, Logger: log.With("component", "unsubscribe"),
+			}))
+			mux.Handle("/", handler)
+			handler = mux
+		}
+		log.Info("api role", "addr", addr, "keys", len(keys), "unsubscribe_links", kr != nil)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -145,6 +160,9 @@ func addConsumer(g *oklogrun.Group, cfg Config, d *deps, log *slog.Logger, reg p
 	if err != nil {
 		return err
 	}
+	if err := checkTopics(cfg, transport); err != nil {
+		return err
+	}
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: cfg.Kafka.Brokers, GroupID: cfg.Consumer.Group, GroupTopics: cfg.Topics.All(),
 		Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
@@ -170,6 +188,30 @@ func addConsumer(g *oklogrun.Group, cfg Config, d *deps, log *slog.Logger, reg p
 		return errors.Join(err, reader.Close(), dlq.Close())
 	}, func(error) { cancel() })
 	log.Info("consumer role", "topics", cfg.Topics.All(), "group", cfg.Consumer.Group, "dead_letter", cfg.Topics.DeadLetter)
+	return nil
+}
+
+// checkTopics fails start-up when a topic the consumer needs is missing: a
+// consumer group over a missing topic never gets its partitions, and would
+// wait in silence.
+func checkTopics(cfg Config, transport *kafka.Transport) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport}
+	topics := append(cfg.Topics.All(), cfg.Topics.DeadLetter)
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return fmt.Errorf("kafka at %s: %w", strings.Join(cfg.Kafka.Brokers, ","), err)
+	}
+	var missing []string
+	for _, t := range meta.Topics {
+		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+			missing = append(missing, t.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("kafka topics %s do not exist: create them (see docs/operations.md) or set SUPPRESSD_TOPIC_*", strings.Join(missing, ", "))
+	}
 	return nil
 }
 

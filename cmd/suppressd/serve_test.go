@@ -199,6 +199,19 @@ func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
 	require.NotContains(t, logs, "@example.org", "no address in any log line")
 }
 
+func TestServeRefusesMissingTopics(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	t.Setenv("SUPPRESSD_KAFKA_BROKERS", strings.Join(brokers, ","))
+	t.Setenv("SUPPRESSD_REDIS_ADDRS", testenv.RedisAddr(t))
+	t.Setenv("SUPPRESSD_TOPIC_UNSUBSCRIBES", testkafka.Unique("never-created"))
+	t.Setenv("SUPPRESSD_OPS_ADDR", freePort(t))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--role", "consumer"}, &out, &errb)
+	require.Equal(t, 1, code)
+	require.Contains(t, errb.String(), "never-created")
+	require.Contains(t, errb.String(), "do not exist: create them")
+}
+
 func TestServeRejectsBadConfig(t *testing.T) {
 	for _, tc := range []struct{ env, want string }{
 		{"SUPPRESSD_ROLE=janitor", `SUPPRESSD_ROLE: unknown role "janitor"`},
