@@ -160,10 +160,8 @@ func (s *Server) authorize(scope Scope, h handlerFunc) handlerFunc {
 		if !ok {
 			return errUnauthorized
 		}
-		for _, sc := range k.Scopes {
-			if sc == scope {
-				return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, k.Name)))
-			}
+		if k.has(scope) {
+			return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, k)))
 		}
 		return forbidden(scope)
 	}

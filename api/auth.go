@@ -33,6 +33,14 @@ type Key struct {
 	Scopes []Scope
 }
 
+func (k *Key) has(s Scope) bool { return slices.Contains(k.Scopes, s) }
+
+// keyOf returns the key that authorised the request.
+func keyOf(r *http.Request) *Key {
+	k, _ := r.Context().Value(ctxKey{}).(*Key)
+	return k
+}
+
 // ParseKeys reads SUPPRESSD_API_KEYS: comma-separated entries
 // "name:scope+scope:sha256-hex-of-secret".
 func ParseKeys(spec string) ([]Key, error) {

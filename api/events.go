@@ -61,6 +61,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	e := d.Event
+	if e.Type == suppression.EventUnsuppress {
+		// Lifting a suppression, sticky ones included, is an operator's act.
+		if k := keyOf(r); k == nil || !k.has(ScopeAdmin) {
+			return forbidden(ScopeAdmin)
+		}
+	}
 	if s.opts.PublishLog != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), s.opts.StoreTimeout)
 		seen, err := s.opts.PublishLog.Published(ctx, e.Source, e.ID)

@@ -119,6 +119,17 @@ func TestPublishEvents(t *testing.T) {
 	require.ElementsMatch(t, []string{"/data/origin", "/data/scopes/0"}, paths)
 	require.NotContains(t, fmt.Sprint(body), "leaky@example.org")
 
+	// An unsuppress needs the admin scope as well.
+	un := suppression.Event{ID: fmt.Sprintf("un-%d", time.Now().UnixNano()), Source: "/admin", Type: suppression.EventUnsuppress,
+		OccurredAt: time.Now().Add(-time.Second), Identifiers: e.Identifiers, Scopes: []suppression.Scope{"email"},
+		Origin: suppression.OriginAdmin, Reason: suppression.ReasonErasure, Justification: "erasure withdrawn, ticket 4411"}
+	require.NoError(t, un.Normalize(time.Time{}))
+	unRaw, err := schemas.Encode(un)
+	require.NoError(t, err)
+	status, body = post(up, unRaw)
+	require.Equal(t, http.StatusForbidden, status, body)
+	require.Contains(t, body["error"].(map[string]any)["message"], "admin")
+
 	req, _ := http.NewRequest(http.MethodPost, up.URL+"/v1/events", strings.NewReader(string(raw)))
 	req.Header.Set("Authorization", "Bearer "+checkKey)
 	resp, err := up.Client().Do(req)
