@@ -184,7 +184,7 @@ func (c *Client) failed(err error) Result {
 }
 
 // postJSON sends body to path, retrying as Options describe, and decodes
-// a 200 answer into out. Each attempt gets its own timeout.
+// a 200 (or 202) answer into out. Each attempt gets its own timeout.
 func (c *Client) postJSON(ctx context.Context, path string, timeout time.Duration, body []byte, limit int64, out any) error {
 	u := c.endpoint(path).String()
 	for attempt := 1; ; attempt++ {
@@ -226,7 +226,7 @@ func (c *Client) attemptJSON(ctx context.Context, u string, timeout time.Duratio
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		resp.Body.Close()
 	}()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		apiErr := readAPIError(resp)
 		return resp.StatusCode == http.StatusServiceUnavailable, apiErr.RetryAfter, apiErr
 	}

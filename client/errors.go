@@ -63,6 +63,15 @@ type APIError struct {
 	Field string
 	// RetryAfter is the server's Retry-After, when it sent one.
 	RetryAfter time.Duration
+	// Violations lists every problem of an invalid event (Publish).
+	Violations []Violation
+}
+
+// Violation is one problem of an invalid event: where (a JSON pointer) and
+// what.
+type Violation struct {
+	Path    string `json:"path"`
+	Message string `json:"message"`
 }
 
 // Error formats the status, code and message.
@@ -105,13 +114,14 @@ func IsUnavailable(err error) bool {
 
 // wireError is the body of the error envelope, also used per contact.
 type wireError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field"`
+	Code       string      `json:"code"`
+	Message    string      `json:"message"`
+	Field      string      `json:"field"`
+	Violations []Violation `json:"violations"`
 }
 
 func (w *wireError) apiError(status int) *APIError {
-	return &APIError{Status: status, Code: w.Code, Message: w.Message, Field: w.Field}
+	return &APIError{Status: status, Code: w.Code, Message: w.Message, Field: w.Field, Violations: w.Violations}
 }
 
 // maxErrorBody bounds how much of an error response is read: the envelope

@@ -89,6 +89,26 @@ func TestCLICheckAndFilter(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, strings.Join(want, "\n")+"\n", string(got), "allowed lines in order, no summary line in the file")
 
+	// suppressd publish: an event file, published once, then recognised.
+	ev := filepath.Join(dir, "event.json")
+	require.NoError(t, os.WriteFile(ev, []byte(`{"specversion":"1.0","id":"cli-1","source":"/crm","type":"io.suppressd.unsubscribe.v1",`+
+		`"time":"`+time.Now().UTC().Format(time.RFC3339)+`","data":{"identifiers":[{"type":"email","value":"dave@example.org"}],"scopes":["email"],"origin":"customer"}}`), 0o600))
+	code, out, errOut = cli("publish", ev)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "cli-1 published\n", out)
+	code, out, _ = cli("publish", ev)
+	require.Equal(t, 0, code)
+	require.Equal(t, "cli-1 already published\n", out)
+	require.Eventually(t, func() bool {
+		code, _, _ := cli("check", "--email", "dave@example.org")
+		return code == 3
+	}, 30*time.Second, 100*time.Millisecond, "the published event is consumed")
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"specversion":"1.0","id":"cli-2","source":"/crm","type":"io.suppressd.unsubscribe.v1","time":"2026-01-01T00:00:00Z","data":{"identifiers":[],"origin":"customer"}}`), 0o600))
+	code, _, errOut = cli("publish", bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "/data/identifiers")
+
 	resp, err := http.Get("http://" + apiAddr + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()

@@ -35,6 +35,7 @@ func commands() map[string]command {
 		"dev":     {"everything in one process on an embedded broker and store: nothing to install", runDev},
 		"apikey":  {"make an API key: the secret, and its hashed SUPPRESSD_API_KEYS entry", runAPIKey},
 		"link":    {"mint the List-Unsubscribe headers for a recipient (RFC 8058 one-click)", runLink},
+		"publish": {"publish CloudEvents through the API (files, or one per line of stdin)", runPublish},
 		"check":   {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed)", runCheck},
 		"filter":  {"stream a hashed audience list through the API, keep what may be targeted", runFilter},
 		"rebuild": {"replay the topics into a fresh store generation and switch to it", runRebuild},
