@@ -30,15 +30,16 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"version": {"print the version and build details", runVersion},
-		"serve":   {"run the service roles (api, consumer) from the environment's configuration", runServe},
-		"dev":     {"everything in one process on an embedded broker and store: nothing to install", runDev},
-		"apikey":  {"make an API key: the secret, and its hashed SUPPRESSD_API_KEYS entry", runAPIKey},
-		"link":    {"mint the List-Unsubscribe headers for a recipient (RFC 8058 one-click)", runLink},
-		"publish": {"publish CloudEvents through the API (files, or one per line of stdin)", runPublish},
-		"check":   {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed)", runCheck},
-		"filter":  {"stream a hashed audience list through the API, keep what may be targeted", runFilter},
-		"rebuild": {"replay the topics into a fresh store generation and switch to it", runRebuild},
+		"version":  {"print the version and build details", runVersion},
+		"serve":    {"run the service roles (api, consumer) from the environment's configuration", runServe},
+		"dev":      {"everything in one process on an embedded broker and store: nothing to install", runDev},
+		"apikey":   {"make an API key: the secret, and its hashed SUPPRESSD_API_KEYS entry", runAPIKey},
+		"link":     {"mint the List-Unsubscribe headers for a recipient (RFC 8058 one-click)", runLink},
+		"publish":  {"publish CloudEvents through the API (files, or one per line of stdin)", runPublish},
+		"subjects": {"what is held about a person, and the events on Kafka that shaped it (the access right)", runSubjects},
+		"check":    {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed)", runCheck},
+		"filter":   {"stream a hashed audience list through the API, keep what may be targeted", runFilter},
+		"rebuild":  {"replay the topics into a fresh store generation and switch to it", runRebuild},
 	}
 }
 

@@ -212,9 +212,8 @@ func endOffsets(ctx context.Context, cfg Config) ([]partitionRange, error) {
 	return out, nil
 }
 
-// replay applies one partition's events in [start, end) to the new
-// generation, in batches.
-func replay(ctx context.Context, cfg Config, dialer *kafka.Dialer, v *schemas.Validator, d *deps, target *redisstore.Store, pr partitionRange, st *rebuildStats) error {
+// readPartition calls fn for every message of a partition in [start, end).
+func readPartition(ctx context.Context, cfg Config, dialer *kafka.Dialer, pr partitionRange, fn func(kafka.Message) error) error {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: cfg.Kafka.Brokers, Topic: pr.topic, Partition: pr.partition, Dialer: dialer,
 		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
@@ -223,6 +222,22 @@ func replay(ctx context.Context, cfg Config, dialer *kafka.Dialer, v *schemas.Va
 	if err := r.SetOffset(pr.start); err != nil {
 		return err
 	}
+	for next := pr.start; next < pr.end; {
+		msg, err := r.FetchMessage(ctx)
+		if err != nil {
+			return err
+		}
+		next = msg.Offset + 1
+		if err := fn(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replay applies one partition's events in [start, end) to the new
+// generation, in batches.
+func replay(ctx context.Context, cfg Config, dialer *kafka.Dialer, v *schemas.Validator, d *deps, target *redisstore.Store, pr partitionRange, st *rebuildStats) error {
 	var writes []redisstore.Write
 	flush := func() error {
 		if len(writes) == 0 {
@@ -232,25 +247,22 @@ func replay(ctx context.Context, cfg Config, dialer *kafka.Dialer, v *schemas.Va
 		writes = writes[:0]
 		return err
 	}
-	for next := pr.start; next < pr.end; {
-		msg, err := r.FetchMessage(ctx)
-		if err != nil {
-			return err
-		}
-		next = msg.Offset + 1
+	err := readPartition(ctx, cfg, dialer, pr, func(msg kafka.Message) error {
 		st.read.Add(1)
 		dec, err := v.Decode(msg.Value, msg.Time, d.normalizer)
 		if err != nil {
 			st.invalid.Add(1) // it went to the dead-letter topic when first consumed
-		} else {
-			writes = consumer.AppendWrites(writes, dec)
-			st.applied.Add(1)
+			return nil
 		}
+		writes = consumer.AppendWrites(writes, dec)
+		st.applied.Add(1)
 		if len(writes) >= cfg.Consumer.BatchSize {
-			if err := flush(); err != nil {
-				return err
-			}
+			return flush()
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return flush()
 }
