@@ -136,13 +136,11 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	var pub *publish.Publisher
 	if !*dryRun {
-		transport, err := cfg.Kafka.Transport()
-		if err != nil {
+		var closePub func()
+		if pub, closePub, err = newPublisher(cfg, normalizer); err != nil {
 			return err
 		}
-		w := publish.NewWriter(cfg.Kafka.Brokers, transport)
-		defer w.Close()
-		pub = publish.New(w, publish.Topics{Unsubscribes: cfg.Topics.Unsubscribes, Consent: cfg.Topics.Consent, Erasure: cfg.Topics.Erasure}, normalizer, 0)
+		defer closePub()
 	}
 	eo := importer.EventOptions{Namespace: *namespace, Scopes: scopes, IDKey: pepper}
 

@@ -89,17 +89,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		if err != nil {
 			return err
 		}
-		transport, err := cfg.Kafka.Transport()
-		if err != nil {
-			return err
-		}
 		v, err := schemas.New()
 		if err != nil {
 			return err
 		}
-		w := publish.NewWriter(cfg.Kafka.Brokers, transport)
-		defer w.Close()
-		pub := publish.New(w, publish.Topics{Unsubscribes: cfg.Topics.Unsubscribes, Consent: cfg.Topics.Consent, Erasure: cfg.Topics.Erasure}, d.normalizer, 0)
+		pub, closePub, err := newPublisher(cfg, d.normalizer)
+		if err != nil {
+			return err
+		}
+		defer closePub()
 		srv := api.New(d.store, api.Options{
 			Keys: keys, Normalizer: d.normalizer, StoreTimeout: cfg.API.StoreTimeout,
 			MaxBatch: cfg.API.MaxBatch, Gatherer: reg,
@@ -189,6 +187,18 @@ func addConsumer(g *oklogrun.Group, cfg Config, d *deps, log *slog.Logger, reg p
 	}, func(error) { cancel() })
 	log.Info("consumer role", "topics", cfg.Topics.All(), "group", cfg.Consumer.Group, "dead_letter", cfg.Topics.DeadLetter)
 	return nil
+}
+
+// newPublisher returns the Kafka publisher of the configured topics and
+// the function that closes its writer.
+func newPublisher(cfg Config, n suppression.Normalizer) (*publish.Publisher, func(), error) {
+	transport, err := cfg.Kafka.Transport()
+	if err != nil {
+		return nil, nil, err
+	}
+	w := publish.NewWriter(cfg.Kafka.Brokers, transport)
+	topics := publish.Topics{Unsubscribes: cfg.Topics.Unsubscribes, Consent: cfg.Topics.Consent, Erasure: cfg.Topics.Erasure}
+	return publish.New(w, topics, n, 0), func() { _ = w.Close() }, nil
 }
 
 // checkTopics fails start-up when a topic the consumer needs is missing: a
