@@ -375,10 +375,10 @@ go test "${RACE[@]}" -count=1 "${TEST_ARGS[@]}" || rc=$?
 
 # ---------------------------------------------------------------------------
 # Separate Go modules: `./...` stops at a nested go.mod, so list each such
-# module directory here (relative to the root). None exist yet. They run only
+# module directory here (relative to the root): the Helm chart's. They run only
 # for a full run (no arguments), against the same servers.
 # ---------------------------------------------------------------------------
-EXTRA_MODULES=()
+EXTRA_MODULES=(helm)
 if (($# == 0)); then
 	for m in "${EXTRA_MODULES[@]}"; do
 		log "module $m: gofmt, vet, test"
