@@ -45,6 +45,9 @@ func commands() map[string]command {
 
 type usageError struct{ error }
 
+// Unwrap lets errors.Is see flag.ErrHelp through a usageError.
+func (u usageError) Unwrap() error { return u.error }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)

@@ -23,6 +23,7 @@ func TestRun(t *testing.T) {
 		{args: []string{"apikey", "--name", "sender", "--scopes", "check,filter"}, code: 0, stdout: "SUPPRESSD_API_KEYS entry: sender:check+filter:"},
 		{args: []string{"apikey", "--name", "x", "--scopes", "root"}, code: 2, stderr: `unknown scope "root"`},
 		{args: []string{"apikey"}, code: 2, stderr: "--name is required"},
+		{args: []string{"serve", "-h"}, code: 0, stderr: "-role"},
 	}
 	for _, tc := range tests {
 		var out, errb bytes.Buffer
