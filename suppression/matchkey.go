@@ -212,3 +212,11 @@ func writeKeyInput(w byteWriter, m MatchKey) {
 	_, _ = w.Write([]byte{0})
 	_, _ = w.Write(m.Hash[:])
 }
+
+// Fingerprint names the keying without revealing the pepper: the first bytes
+// of the storage key of a fixed probe. Replicas with different peppers file
+// the same person under different keys; comparing fingerprints catches it.
+func (k Keyer) Fingerprint() string {
+	sk := k.StorageKey(MatchKey{Kind: "fingerprint-probe"})
+	return hex.EncodeToString(sk[:4])
+}

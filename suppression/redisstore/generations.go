@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -63,6 +64,18 @@ func (g *Generations) store(gen string) (*Store, error) {
 	return New(g.rdb, o)
 }
 
+// ErrLayoutMismatch is returned when a generation was written with another
+// key layout (bucket or group bits, layout or normalisation version, or
+// pepper) than this replica's: its reads would miss every record and answer
+// "allowed", so it refuses instead.
+var ErrLayoutMismatch = errors.New("key layout mismatch")
+
+// Layout is the fingerprint of everything that decides where a record lives.
+func (o Options) Layout() string {
+	return fmt.Sprintf("v%d.n%d.b%d.g%d.k%s", LayoutVersion, suppression.NormalizationVersion,
+		o.BucketBits, o.GroupBits, o.Keyer.Fingerprint())
+}
+
 // current returns the stores to read from and to write to.
 func (g *Generations) current(ctx context.Context) (active, building *Store, err error) {
 	g.mu.Lock()
@@ -70,15 +83,37 @@ func (g *Generations) current(ctx context.Context) (active, building *Store, err
 	if g.active != nil && time.Since(g.checked) < g.refresh {
 		return g.active, g.building, nil
 	}
-	vals, err := g.rdb.HMGet(ctx, g.key, "active", "building").Result()
+	fields, err := g.rdb.HGetAll(ctx, g.key).Result()
 	if err != nil {
 		return nil, nil, fmt.Errorf("read layout generation: %w", err)
 	}
-	activeGen, _ := vals[0].(string)
+	activeGen := fields["active"]
 	if activeGen == "" {
 		activeGen = "g1"
 	}
-	buildingGen, _ := vals[1].(string)
+	buildingGen := fields["building"]
+	mine := g.opts.Layout()
+	if l := fields["layout:"+activeGen]; l == "" {
+		// The first replica to use a generation records its layout.
+		if err := g.rdb.HSetNX(ctx, g.key, "layout:"+activeGen, mine).Err(); err != nil {
+			return nil, nil, fmt.Errorf("record layout: %w", err)
+		}
+		if l, err = g.rdb.HGet(ctx, g.key, "layout:"+activeGen).Result(); err != nil {
+			return nil, nil, fmt.Errorf("read layout: %w", err)
+		}
+		if l != mine {
+			return nil, nil, fmt.Errorf("%w: generation %s uses %s, this replica %s", ErrLayoutMismatch, activeGen, l, mine)
+		}
+	} else if l != mine {
+		return nil, nil, fmt.Errorf("%w: generation %s uses %s, this replica %s", ErrLayoutMismatch, activeGen, l, mine)
+	}
+	if buildingGen != "" && buildingGen != activeGen {
+		if l := fields["layout:"+buildingGen]; l != "" && l != mine {
+			// Dual-writing with another layout would corrupt the new
+			// generation: stop (writers retry) until restarted with it.
+			return nil, nil, fmt.Errorf("%w: generation %s being built uses %s, this replica %s", ErrLayoutMismatch, buildingGen, l, mine)
+		}
+	}
 	if g.active == nil || g.active.opts.Generation != activeGen {
 		if g.active, err = g.store(activeGen); err != nil {
 			return nil, nil, err
@@ -156,7 +191,7 @@ func (g *Generations) BeginRebuild(ctx context.Context, gen string) (*Store, err
 	if a, _ := vals[0].(string); a == gen || (a == "" && gen == "g1") {
 		return nil, fmt.Errorf("generation %s is the active one", gen)
 	}
-	if err := g.rdb.HSet(ctx, g.key, "building", gen).Err(); err != nil {
+	if err := g.rdb.HSet(ctx, g.key, "building", gen, "layout:"+gen, g.opts.Layout()).Err(); err != nil {
 		return nil, err
 	}
 	g.invalidate()
