@@ -114,6 +114,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/filter", "filter", ScopeFilter, s.filter)
 	route("POST /v1/subjects/lookup", "subjects_lookup", ScopeAdmin, s.lookup)
 	route("POST /v1/events", "events", ScopePublish, s.events)
+	route("POST /v1/import", "import", ScopeAdmin, s.importList)
 	mux.Handle("GET /healthz", s.instrument("healthz", func(w http.ResponseWriter, _ *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return nil

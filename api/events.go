@@ -16,7 +16,10 @@ import (
 // Publisher publishes a validated event; it returns only after Kafka
 // acknowledged it from all in-sync replicas.
 type Publisher interface {
+	// PublishRaw publishes an encoded, validated event.
 	PublishRaw(ctx context.Context, typ suppression.EventType, primary suppression.MatchKey, raw []byte) error
+	// Publish normalises, encodes and publishes an event.
+	Publish(ctx context.Context, e suppression.Event) error
 }
 
 // PublishLog remembers which events were published, so a retried request

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -129,6 +130,47 @@ func TestPublishEvents(t *testing.T) {
 	status, body = post(up, unRaw)
 	require.Equal(t, http.StatusForbidden, status, body)
 	require.Contains(t, body["error"].(map[string]any)["message"], "admin")
+
+	// The admin import endpoint: a Mailgun bounces export, one bad row.
+	export := "address,code,error,created_at\n" +
+		"bounced.one@example.org,550,No such user,\"Thu, 13 Oct 2026 18:02:00 UTC\"\n" +
+		"not-an-address,550,No such user,\"Thu, 13 Oct 2026 18:02:00 UTC\"\n" +
+		"bounced.two@example.org,550,Mailbox full,\"Fri, 14 Oct 2026 09:00:00 UTC\"\n"
+	ireq, _ := http.NewRequest(http.MethodPost, up.URL+"/v1/import?format=mailgun&kind=bounces&scope=email", strings.NewReader(export))
+	ireq.Header.Set("Authorization", "Bearer "+adminKey)
+	ireq.Header.Set("Content-Type", "text/csv")
+	iresp, err := up.Client().Do(ireq)
+	require.NoError(t, err)
+	var imp struct {
+		Published, Rejected int
+		Rows                []struct {
+			Line   int
+			Reason string
+		} `json:"rejected_rows"`
+	}
+	ib, _ := io.ReadAll(iresp.Body)
+	iresp.Body.Close()
+	spec.CheckResponse(t, ireq, []byte(export), iresp, ib)
+	require.Equal(t, http.StatusOK, iresp.StatusCode, string(ib))
+	require.NoError(t, json.Unmarshal(ib, &imp))
+	require.Equal(t, 2, imp.Published)
+	require.Equal(t, 1, imp.Rejected)
+	require.Equal(t, 3, imp.Rows[0].Line)
+	require.NotContains(t, string(ib), "not-an-address")
+	all := testkafka.ReadAll(ctx, t, brokers, topic, 1, 10)
+	require.Len(t, all, 3, "the earlier event and the two imported rows")
+	for _, m := range all[1:] {
+		d, err := v.Decode(m.Value, m.Time, norm)
+		require.NoError(t, err)
+		require.Equal(t, suppression.ReasonHardBounce, d.Event.Reason)
+		require.Equal(t, suppression.OriginSystem, d.Event.Origin)
+	}
+	ireq, _ = http.NewRequest(http.MethodPost, up.URL+"/v1/import?format=mailgun", strings.NewReader(export))
+	ireq.Header.Set("Authorization", "Bearer "+publishKey)
+	iresp, err = up.Client().Do(ireq)
+	require.NoError(t, err)
+	iresp.Body.Close()
+	require.Equal(t, http.StatusForbidden, iresp.StatusCode, "imports need the admin scope")
 
 	req, _ := http.NewRequest(http.MethodPost, up.URL+"/v1/events", strings.NewReader(string(raw)))
 	req.Header.Set("Authorization", "Bearer "+checkKey)
