@@ -104,12 +104,27 @@ func holdings(recs []redisstore.Record) []suppression.Holding {
 	return hs
 }
 
+// sendFields are the members that describe the send, shared by the check
+// requests.
+type sendFields struct {
+	Namespace string `json:"namespace"`
+	Channel   string `json:"channel"`
+	Purpose   string `json:"purpose"`
+	Topic     string `json:"topic"`
+}
+
+func (f sendFields) parse() (string, suppression.Send, error) {
+	ns, err := parseNamespace("namespace", f.Namespace)
+	if err != nil {
+		return "", suppression.Send{}, err
+	}
+	send, err := parseSend("", f.Channel, f.Purpose, f.Topic)
+	return ns, send, err
+}
+
 type checkRequest struct {
-	Namespace   string                   `json:"namespace"`
+	sendFields
 	Identifiers []suppression.Identifier `json:"identifiers"`
-	Channel     string                   `json:"channel"`
-	Purpose     string                   `json:"purpose"`
-	Topic       string                   `json:"topic"`
 }
 
 type checkResponse struct {
@@ -122,11 +137,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, s.opts.MaxBody, &req); err != nil {
 		return err
 	}
-	ns, err := parseNamespace("namespace", req.Namespace)
-	if err != nil {
-		return err
-	}
-	send, err := parseSend("", req.Channel, req.Purpose, req.Topic)
+	ns, send, err := req.parse()
 	if err != nil {
 		return err
 	}
@@ -157,11 +168,8 @@ type batchContact struct {
 }
 
 type batchRequest struct {
-	Namespace string         `json:"namespace"`
-	Channel   string         `json:"channel"`
-	Purpose   string         `json:"purpose"`
-	Topic     string         `json:"topic"`
-	Contacts  []batchContact `json:"contacts"`
+	sendFields
+	Contacts []batchContact `json:"contacts"`
 }
 
 type batchResult struct {
@@ -176,11 +184,7 @@ func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, s.opts.MaxBatchBody, &req); err != nil {
 		return err
 	}
-	ns, err := parseNamespace("namespace", req.Namespace)
-	if err != nil {
-		return err
-	}
-	send, err := parseSend("", req.Channel, req.Purpose, req.Topic)
+	ns, send, err := req.parse()
 	if err != nil {
 		return err
 	}
