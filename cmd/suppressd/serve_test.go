@@ -28,21 +28,28 @@ import (
 	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
-// buildBinary builds suppressd once per test binary run.
-var buildBinary = sync.OnceValues(func() (string, error) {
+// buildBinary builds suppressd once per test binary run, with the race
+// detector: the tests run it as a subprocess.
+var buildBinary = sync.OnceValues(func() (string, error) { return build("-race") })
+
+// buildPlainBinary builds suppressd as it ships, for benchmarks.
+var buildPlainBinary = sync.OnceValues(func() (string, error) { return build() })
+
+func build(flags ...string) (string, error) {
 	dir, err := os.MkdirTemp("", "suppressd-bin")
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "suppressd")
-	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
+	args := append(append([]string{"build"}, flags...), "-o", bin, ".")
+	out, err := exec.Command("go", args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	return bin, nil
-})
+}
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
