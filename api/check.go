@@ -33,23 +33,23 @@ func parseNamespace(field, ns string) (string, error) {
 	return ns, nil
 }
 
-func parseSend(prefix, channel, purpose, topic string) (suppression.Send, error) {
+func parseSend(channel, purpose, topic string) (suppression.Send, error) {
 	send := suppression.Send{Channel: suppression.Channel(channel), Purpose: suppression.Purpose(purpose), Topic: topic}
 	if channel == "" {
-		return send, badRequest(prefix+"channel", "%schannel is required (email, sms, push, ads)", prefix)
+		return send, badRequest("channel", "channel is required (email, sms, push, ads)")
 	}
 	if _, err := suppression.ParseChannel(channel); err != nil {
-		return send, badRequest(prefix+"channel", "%schannel: %v", prefix, err)
+		return send, badRequest("channel", "channel: %v", err)
 	}
 	if purpose == "" {
-		return send, badRequest(prefix+"purpose", "%spurpose is required (marketing, advertising, profiling, sale_sharing, transactional)", prefix)
+		return send, badRequest("purpose", "purpose is required (marketing, advertising, profiling, sale_sharing, transactional)")
 	}
 	if _, err := suppression.ParsePurpose(purpose); err != nil {
-		return send, badRequest(prefix+"purpose", "%spurpose: %v", prefix, err)
+		return send, badRequest("purpose", "purpose: %v", err)
 	}
 	if topic != "" {
 		if err := suppression.CheckName(topic); err != nil {
-			return send, badRequest(prefix+"topic", "%stopic: %v", prefix, err)
+			return send, badRequest("topic", "topic: %v", err)
 		}
 	}
 	return send, nil
@@ -118,7 +118,7 @@ func (f sendFields) parse() (string, suppression.Send, error) {
 	if err != nil {
 		return "", suppression.Send{}, err
 	}
-	send, err := parseSend("", f.Channel, f.Purpose, f.Topic)
+	send, err := parseSend(f.Channel, f.Purpose, f.Topic)
 	return ns, send, err
 }
 

@@ -59,7 +59,7 @@ func parseFilterParams(r *http.Request) (filterParams, error) {
 		purpose = string(suppression.PurposeAdvertising)
 	}
 	var err error
-	if p.send, err = parseSend("", channel, purpose, q.Get("topic")); err != nil {
+	if p.send, err = parseSend(channel, purpose, q.Get("topic")); err != nil {
 		return p, err
 	}
 	p.ns, err = parseNamespace("namespace", q.Get("namespace"))

@@ -12,20 +12,7 @@ import (
 // FuzzDecode feeds arbitrary bytes to the decoder: it must never panic, and
 // anything it accepts must survive an encode/decode round trip unchanged.
 func FuzzDecode(f *testing.F) {
-	for _, dir := range []string{"valid", "invalid"} {
-		paths, _ := filepath.Glob(filepath.Join("testdata", dir, "*.json"))
-		for _, p := range paths {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(b)
-		}
-	}
-	v, err := New()
-	if err != nil {
-		f.Fatal(err)
-	}
+	v := seedFixtures(f)
 	n := suppression.Normalizer{DefaultRegion: "US"}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		d, err := v.Decode(raw, ref, n)
@@ -56,20 +43,7 @@ func FuzzDecode(f *testing.F) {
 // accepts, the schema validator accepts, and the slow path decodes it to the
 // same event and keys.
 func FuzzFastPathAgrees(f *testing.F) {
-	for _, dir := range []string{"valid", "invalid"} {
-		paths, _ := filepath.Glob(filepath.Join("testdata", dir, "*.json"))
-		for _, p := range paths {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(b)
-		}
-	}
-	v, err := New()
-	if err != nil {
-		f.Fatal(err)
-	}
+	v := seedFixtures(f)
 	n := suppression.Normalizer{DefaultRegion: "US"}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		fast, ok := v.fastDecode(raw, ref, n)
@@ -87,4 +61,24 @@ func FuzzFastPathAgrees(f *testing.F) {
 			t.Fatalf("fast and slow paths disagree:\n%+v\n%+v", fast, slow)
 		}
 	})
+}
+
+// seedFixtures adds every valid and invalid fixture to the corpus and
+// returns a validator.
+func seedFixtures(f *testing.F) *Validator {
+	for _, dir := range []string{"valid", "invalid"} {
+		paths, _ := filepath.Glob(filepath.Join("testdata", dir, "*.json"))
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
+	}
+	v, err := New()
+	if err != nil {
+		f.Fatal(err)
+	}
+	return v
 }

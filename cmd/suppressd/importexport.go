@@ -366,11 +366,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else if err := suppression.CheckName(ns); err != nil {
 		return usageError{fmt.Errorf("--namespace: %w", err)}
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	d, err := newDeps(cfg)
+	_, d, err := openDeps()
 	if err != nil {
 		return err
 	}

@@ -38,11 +38,7 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	d, err := newDeps(cfg)
+	cfg, d, err := openDeps()
 	if err != nil {
 		return err
 	}

@@ -233,6 +233,17 @@ type deps struct {
 	close      func()
 }
 
+// openDeps reads and validates the configuration and opens the shared
+// parts: the start of every command that talks to the store.
+func openDeps() (Config, *deps, error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return cfg, nil, err
+	}
+	d, err := newDeps(cfg)
+	return cfg, d, err
+}
+
 func newDeps(cfg Config) (*deps, error) {
 	pepper, err := cfg.pepper()
 	if err != nil {

@@ -45,11 +45,7 @@ func runSubjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(ids) == 0 {
 		return usageError{errors.New("name the person: --email, --phone or --user-id")}
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	d, err := newDeps(cfg)
+	cfg, d, err := openDeps()
 	if err != nil {
 		return err
 	}
