@@ -22,20 +22,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/suppressd/suppressd/internal/ops"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
-
-// Store is what the API needs of the suppression store.
-type Store interface {
-	// Get returns each key's record, nil for a key never seen.
-	Get(ctx context.Context, ns string, keys []suppression.MatchKey) ([]redisstore.Record, error)
-	// Ping reports whether the store answers.
-	Ping(ctx context.Context) error
-}
 
 // Options configure the API. The zero value plus keys is usable.
 type Options struct {
@@ -43,6 +34,8 @@ type Options struct {
 	Keys []Key
 	// Normalizer normalises identifiers (default phone region).
 	Normalizer suppression.Normalizer
+	// Keyer turns match keys into the store's storage keys (the pepper).
+	Keyer suppression.Keyer
 	// StoreTimeout is how long a check waits for the store before it
 	// answers 503. Default 500ms.
 	StoreTimeout time.Duration
@@ -58,8 +51,8 @@ type Options struct {
 	FilterChunk int
 	// Gatherer serves /metrics; nil serves none.
 	Gatherer prometheus.Gatherer
-	// Publisher, Validator and PublishLog enable POST /v1/events; without a
-	// Publisher it answers 404.
+	// Publisher, Validator and PublishLog enable POST /v1/events and
+	// /v1/import; without a Publisher they answer 404.
 	Publisher  Publisher
 	Validator  *schemas.Validator
 	PublishLog PublishLog
@@ -88,14 +81,14 @@ func (o *Options) setDefaults() {
 
 // Server serves the API.
 type Server struct {
-	store Store
+	store suppression.Store
 	opts  Options
 	log   *slog.Logger
 	m     *metrics
 }
 
 // New returns the API server.
-func New(store Store, opts Options, log *slog.Logger, reg prometheus.Registerer) *Server {
+func New(store suppression.Store, opts Options, log *slog.Logger, reg prometheus.Registerer) *Server {
 	opts.setDefaults()
 	return &Server{store: store, opts: opts, log: log.With("component", "api"), m: newMetrics(reg)}
 }
@@ -115,13 +108,15 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/subjects/lookup", "subjects_lookup", ScopeAdmin, s.lookup)
 	route("POST /v1/events", "events", ScopePublish, s.events)
 	route("POST /v1/import", "import", ScopeAdmin, s.importList)
-	mux.Handle("GET /healthz", s.instrument("healthz", func(w http.ResponseWriter, _ *http.Request) error {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-		return nil
-	}))
-	mux.Handle("GET /readyz", s.instrument("readyz", s.ready))
+	health := ops.Handler(s.store.Ready, s.opts.Gatherer, s.opts.StoreTimeout)
+	for _, name := range []string{"healthz", "readyz"} {
+		mux.Handle("GET /"+name, s.instrument(name, func(w http.ResponseWriter, r *http.Request) error {
+			health.ServeHTTP(w, r)
+			return nil
+		}))
+	}
 	if s.opts.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", health)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
@@ -207,17 +202,6 @@ func (s *Server) instrument(name string, h handlerFunc) http.Handler {
 		s.m.requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
 		s.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})
-}
-
-func (s *Server) ready(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.StoreTimeout)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "store"})
-		return nil
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	return nil
 }
 
 // decodeJSON reads a JSON body of at most limit bytes into v, rejecting

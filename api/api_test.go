@@ -24,8 +24,9 @@ import (
 
 	"github.com/suppressd/suppressd/internal/openapitest"
 	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/teststore"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 const (
@@ -47,16 +48,16 @@ type env struct {
 	t     testing.TB
 	spec  *openapitest.Spec
 	srv   *httptest.Server
-	store *redisstore.Generations
+	store *redisstore.Store
+	keyer suppression.Keyer
 	logs  *bytes.Buffer
 }
 
 func newEnv(t testing.TB, rdb redis.UniversalClient, opts Options) *env {
 	t.Helper()
-	var b [4]byte
-	_, _ = io.ReadFull(randReader{}, b[:])
-	store, err := redisstore.NewGenerations(rdb, redisstore.Options{Prefix: fmt.Sprintf("api%x", b), Keyer: suppression.NewKeyer([]byte("api-test-pepper"))}, 0)
-	require.NoError(t, err)
+	keyer := suppression.NewKeyer([]byte("api-test-pepper"))
+	store := teststore.Build(t, rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: keyer.Fingerprint()})
+	opts.Keyer = keyer
 	if opts.Keys == nil {
 		opts.Keys = testKeys(t)
 	}
@@ -67,18 +68,7 @@ func newEnv(t testing.TB, rdb redis.UniversalClient, opts Options) *env {
 	s := New(store, opts, slog.New(slog.NewJSONHandler(logs, nil)), prometheus.NewRegistry())
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, spec: openapitest.New(t), srv: srv, store: store, logs: logs}
-}
-
-type randReader struct{}
-
-func (randReader) Read(p []byte) (int, error) {
-	now := time.Now().UnixNano()
-	for i := range p {
-		p[i] = byte(now >> (8 * (i % 8)))
-		now = now*6364136223846793005 + 1442695040888963407
-	}
-	return len(p), nil
+	return &env{t: t, spec: openapitest.New(t), srv: srv, store: store, keyer: keyer, logs: logs}
 }
 
 // suppress applies an event's change straight to the store, as the consumer
@@ -88,14 +78,9 @@ func (e *env) suppress(typ suppression.EventType, id suppression.Identifier, sco
 	ev := suppression.Event{ID: fmt.Sprintf("e-%d", time.Now().UnixNano()), Source: "/test", Type: typ,
 		OccurredAt: time.Now().Add(-time.Minute), Identifiers: []suppression.Identifier{id}, Scopes: scopes, Origin: suppression.OriginRecipient}
 	require.NoError(e.t, ev.Normalize(time.Time{}))
-	keys, err := norm.ExpandAll(ev.Identifiers)
+	keys, err := norm.Expand(ev.Identifiers...)
 	require.NoError(e.t, err)
-	var ws []redisstore.Write
-	for _, k := range keys {
-		for _, s := range ev.Scopes {
-			ws = append(ws, redisstore.Write{Namespace: ev.Namespace, Key: k, Scope: s, Change: ev.Change()})
-		}
-	}
+	ws := suppression.AppendWrites(nil, &ev, e.keyer.StorageKeys(nil, keys))
 	_, err = e.store.Apply(context.Background(), ws)
 	require.NoError(e.t, err)
 }

@@ -25,8 +25,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/teststore"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 // The API benchmarks need the test command's Redis: scripts/bench.sh Check|Filter
@@ -101,11 +102,9 @@ func BenchmarkCheck(b *testing.B) {
 	addr := testenv.RedisAddr(b)
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
 	defer rdb.Close()
-	store, err := redisstore.NewGenerations(rdb, redisstore.Options{Prefix: "benchcheck", Keyer: suppression.NewKeyer([]byte("p"))}, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := New(store, Options{Keys: testKeys(b), Normalizer: norm}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	keyer := suppression.NewKeyer([]byte("p"))
+	store := teststore.Build(b, rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: keyer.Fingerprint()})
+	s := New(store, Options{Keys: testKeys(b), Normalizer: norm, Keyer: keyer}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	api := httptest.NewServer(s.Handler())
 	defer api.Close()
 	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -174,14 +173,12 @@ func BenchmarkFilter(b *testing.B) {
 	addr := testenv.RedisAddr(b)
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 16})
 	defer rdb.Close()
-	store, err := redisstore.NewGenerations(rdb, redisstore.Options{Prefix: "benchfilter", Keyer: suppression.NewKeyer([]byte("p"))}, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
+	keyer := suppression.NewKeyer([]byte("p"))
+	store := teststore.Build(b, rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: keyer.Fingerprint()})
 	ctx := context.Background()
-	var ws []redisstore.Write
+	var ws []suppression.Write
 	for i := 0; i < n; i += 100 { // every 100th line: 1 %
-		ws = append(ws, redisstore.Write{Namespace: "default", Key: suppression.MatchKey{Kind: suppression.KindEmail, Hash: lineHash(i)},
+		ws = append(ws, suppression.Write{Namespace: "default", Key: keyer.StorageKey(suppression.MatchKey{Kind: suppression.KindEmail, Hash: lineHash(i)}),
 			Scope: "*", Change: suppression.Change{Action: suppression.ActionSuppress, Reason: suppression.ReasonUnsubscribe,
 				Stamp: suppression.Stamp{At: 1, Tag: uint64(i)}, Origin: suppression.OriginRecipient, Source: "/bench"}})
 		if len(ws) == 5000 {
@@ -194,7 +191,7 @@ func BenchmarkFilter(b *testing.B) {
 	if _, err := store.Apply(ctx, ws); err != nil {
 		b.Fatal(err)
 	}
-	s := New(store, Options{Keys: testKeys(b), Normalizer: norm}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	s := New(store, Options{Keys: testKeys(b), Normalizer: norm, Keyer: keyer}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	for i := 0; i < b.N; i++ {

@@ -2,13 +2,12 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 type suppressionJSON struct {
@@ -55,9 +54,18 @@ func parseSend(channel, purpose, topic string) (suppression.Send, error) {
 	return send, nil
 }
 
-// expand returns the match keys of a contact's identifiers; the error names
-// the identifier at fault (field is the JSON path of the list).
-func (s *Server) expand(field string, ids []suppression.Identifier) ([]suppression.MatchKey, error) {
+// keysOf returns the storage keys of a contact's identifiers; the error
+// names the identifier at fault (field is the JSON path of the list).
+func (s *Server) keysOf(field string, ids []suppression.Identifier) ([]suppression.StorageKey, error) {
+	keys, err := s.matchKeys(field, ids)
+	if err != nil {
+		return nil, err
+	}
+	return s.opts.Keyer.StorageKeys(make([]suppression.StorageKey, 0, len(keys)), keys), nil
+}
+
+// matchKeys checks a contact's identifiers and expands them.
+func (s *Server) matchKeys(field string, ids []suppression.Identifier) ([]suppression.MatchKey, error) {
 	switch {
 	case len(ids) == 0:
 		return nil, badRequest(field, "%s: at least one identifier is required", field)
@@ -65,43 +73,31 @@ func (s *Server) expand(field string, ids []suppression.Identifier) ([]suppressi
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Field: field,
 			Message: fmt.Sprintf("%s: at most %d identifiers per contact, got %d", field, suppression.MaxIdentifiers, len(ids))}
 	}
-	var keys []suppression.MatchKey
-	for i, id := range ids {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		if !id.Type.Valid() {
-			return nil, badRequest(f+".type", "%s.type: unknown identifier type %q (want email, phone, user_id, maid, email_sha256, phone_sha256)", f, id.Type)
+	keys, err := s.opts.Normalizer.Expand(ids...)
+	var ee *suppression.ExpandError
+	if errors.As(err, &ee) {
+		bad := ee.Invalid[0]
+		f := fmt.Sprintf("%s[%d]", field, bad.Index)
+		if !ids[bad.Index].Type.Valid() {
+			return nil, badRequest(f+".type", "%s.type: unknown identifier type %q (want email, phone, user_id, maid, email_sha256, phone_sha256)", f, ids[bad.Index].Type)
 		}
-		k, err := s.opts.Normalizer.Expand(id)
-		if err != nil {
-			// The message names the type and the problem, never the value.
-			return nil, badRequest(f+".value", "%s.value: %v", f, err)
-		}
-		keys = append(keys, k...)
+		// The message names the type and the problem, never the value.
+		return nil, badRequest(f+".value", "%s.value: %v", f, bad.Err)
 	}
-	return keys, nil
+	return keys, err
 }
 
 // read asks the store, within the deadline; any failure is a 503.
-func (s *Server) read(ctx context.Context, ns string, keys []suppression.MatchKey) ([]redisstore.Record, error) {
+func (s *Server) read(ctx context.Context, ns string, keys []suppression.StorageKey) ([]suppression.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
 	defer cancel()
 	recs, err := s.store.Get(ctx, ns, keys)
 	if err != nil {
 		s.m.storeErr.Inc()
-		s.log.Warn("store read failed; answering 503", "keys", len(keys), "err", err)
+		s.log.Warn("store read failed; answering 503", "keys", len(keys), "reason", suppression.StoreErrorReason(err), "err", err)
 		return nil, unavailable(s.opts.RetryAfter)
 	}
 	return recs, nil
-}
-
-func holdings(recs []redisstore.Record) []suppression.Holding {
-	var hs []suppression.Holding
-	for _, rec := range recs {
-		for scope, st := range rec {
-			hs = append(hs, suppression.Holding{Scope: scope, State: st})
-		}
-	}
-	return hs
 }
 
 // sendFields are the members that describe the send, shared by the check
@@ -141,7 +137,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	keys, err := s.expand("identifiers", req.Identifiers)
+	keys, err := s.keysOf("identifiers", req.Identifiers)
 	if err != nil {
 		s.m.checks.WithLabelValues("invalid").Inc()
 		return err
@@ -152,7 +148,7 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	resp := checkResponse{Allowed: true}
-	if m, ok := suppression.Decide(send, holdings(recs)); ok {
+	if m, ok := suppression.Decide(send, recs); ok {
 		resp = checkResponse{Suppression: toJSON(m)}
 		s.m.checks.WithLabelValues("suppressed").Inc()
 	} else {
@@ -197,11 +193,11 @@ func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	results := make([]batchResult, len(req.Contacts))
 	spans := make([][2]int, len(req.Contacts)) // each contact's keys in all
-	var all []suppression.MatchKey
+	var all []suppression.StorageKey
 	invalid := 0
 	for i, c := range req.Contacts {
 		results[i].Ref = c.Ref
-		keys, err := s.expand(fmt.Sprintf("contacts[%d].identifiers", i), c.Identifiers)
+		keys, err := s.keysOf(fmt.Sprintf("contacts[%d].identifiers", i), c.Identifiers)
 		if err != nil {
 			e := err.(*Error)
 			results[i].Error = &errorDetail{Code: e.Code, Message: e.Message, Field: e.Field}
@@ -223,7 +219,7 @@ func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request) error {
 		if spans[i][0] < 0 {
 			continue
 		}
-		if m, ok := suppression.Decide(send, holdings(recs[spans[i][0]:spans[i][1]])); ok {
+		if m, ok := suppression.Decide(send, recs[spans[i][0]:spans[i][1]]); ok {
 			results[i].Suppression = toJSON(m)
 			suppressed++
 		} else {
@@ -273,15 +269,17 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.expand("identifiers", req.Identifiers); err != nil {
+	if _, err := s.matchKeys("identifiers", req.Identifiers); err != nil {
 		return err
 	}
+	// Per identifier, its forms and the platforms hashing each: one key
+	// per form, or the digest itself for a pre-hashed identifier.
 	var (
-		keys  []suppression.MatchKey
+		keys  []suppression.StorageKey
 		infos []keyJSON
 	)
 	for i, id := range req.Identifiers {
-		ks, _ := s.opts.Normalizer.Expand(id)
+		mks, _ := s.opts.Normalizer.Expand(id)
 		var platforms [][]string
 		if !id.Type.Hashed() {
 			vs, _ := s.opts.Normalizer.Variants(id)
@@ -289,12 +287,12 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 				platforms = append(platforms, v.Platforms)
 			}
 		}
-		for j, k := range ks {
+		for j, k := range mks {
 			info := keyJSON{Identifier: i, Key: k.String(), Platforms: []string{}, Scopes: []scopeJSON{}}
 			if j < len(platforms) && platforms[j] != nil {
 				info.Platforms = platforms[j]
 			}
-			keys = append(keys, k)
+			keys = append(keys, s.opts.Keyer.StorageKey(k))
 			infos = append(infos, info)
 		}
 	}
@@ -303,7 +301,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	for i, rec := range recs {
-		for _, scope := range sortedScopes(rec) {
+		for _, scope := range rec.Scopes() {
 			st := rec[scope]
 			sj := scopeJSON{Scope: scope, Suppressed: st.Suppressed()}
 			for _, reg := range st {
@@ -319,13 +317,4 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"keys": infos})
 	return nil
-}
-
-func sortedScopes(rec redisstore.Record) []suppression.Scope {
-	out := make([]suppression.Scope, 0, len(rec))
-	for s := range rec {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -19,10 +19,11 @@ import (
 	"github.com/suppressd/suppressd/internal/openapitest"
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/internal/teststore"
 	"github.com/suppressd/suppressd/publish"
 	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 const publishKey = "sdk_test_publish"
@@ -38,8 +39,8 @@ func TestPublishEvents(t *testing.T) {
 	testkafka.CreateTopic(ctx, t, brokers[0], topic, 1)
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	defer rdb.Close()
-	store, err := redisstore.NewGenerations(rdb, redisstore.Options{Prefix: strings.ReplaceAll(testkafka.Unique("pub"), "-", "")}, 0)
-	require.NoError(t, err)
+	store := teststore.Build(t, rdb, redisstore.Options{Prefix: teststore.Prefix()})
+	publog := redisstore.NewPublishLog(rdb, store.Options().Prefix)
 	v, err := schemas.New()
 	require.NoError(t, err)
 	keys := testKeys(t)
@@ -52,7 +53,7 @@ func TestPublishEvents(t *testing.T) {
 		w := publish.NewWriter(brokers, nil)
 		t.Cleanup(func() { _ = w.Close() })
 		pub := publish.New(w, topics, norm, 2*time.Second)
-		s := New(store, Options{Keys: keys, Normalizer: norm, Publisher: pub, Validator: v, PublishLog: store}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		s := New(store, Options{Keys: keys, Normalizer: norm, Publisher: pub, Validator: v, PublishLog: publog}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 		srv := httptest.NewServer(s.Handler())
 		t.Cleanup(srv.Close)
 		return srv

@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 // maxFilterLine bounds one line of a filter stream; a SHA-256 is at most 64
@@ -115,7 +114,7 @@ func (s *Server) filter(w http.ResponseWriter, r *http.Request) error {
 			line, tooLong, err := readLine(in)
 			if len(line) > 0 || tooLong {
 				total++
-				if !c.add(line, tooLong, p) {
+				if !c.add(line, tooLong, p, s.opts.Keyer) {
 					malformed++
 				}
 			}
@@ -173,7 +172,7 @@ func (s *Server) filter(w http.ResponseWriter, r *http.Request) error {
 			rec := c.recs[ki : ki+1]
 			ki++
 			if rec[0] != nil {
-				if _, blocked := suppression.Decide(p.send, holdings(rec)); blocked {
+				if _, blocked := suppression.Decide(p.send, rec); blocked {
 					suppressed++
 					continue
 				}
@@ -222,25 +221,25 @@ type filterChunk struct {
 	lines [][]byte // each line as sent, trimmed
 	arena []byte   // the lines' bytes
 	valid []bool
-	keys  []suppression.MatchKey // of the valid lines, in order
-	recs  []redisstore.Record    // set by lookup
-	err   error                  // set by lookup
-	done  chan struct{}          // closed by lookup
+	keys  []suppression.StorageKey // of the valid lines, in order
+	recs  []suppression.Record     // set by lookup
+	err   error                    // set by lookup
+	done  chan struct{}            // closed by lookup
 }
 
 func newFilterChunk(n int) *filterChunk {
 	return &filterChunk{
 		lines: make([][]byte, 0, n), arena: make([]byte, 0, n*72), valid: make([]bool, 0, n),
-		keys: make([]suppression.MatchKey, 0, n), done: make(chan struct{}),
+		keys: make([]suppression.StorageKey, 0, n), done: make(chan struct{}),
 	}
 }
 
 // add parses one line; false if it is malformed.
-func (c *filterChunk) add(line []byte, tooLong bool, p filterParams) bool {
+func (c *filterChunk) add(line []byte, tooLong bool, p filterParams, keyer suppression.Keyer) bool {
 	ok := false
 	if !tooLong {
 		if h, err := suppression.ParseSHA256(p.idType, string(line)); err == nil {
-			c.keys = append(c.keys, suppression.MatchKey{Kind: p.kind, Hash: h})
+			c.keys = append(c.keys, keyer.StorageKey(suppression.MatchKey{Kind: p.kind, Hash: h}))
 			ok = true
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/suppressd/suppressd/importer"
@@ -37,9 +36,10 @@ type importResponse struct {
 }
 
 // importList publishes a provider's suppression export (the body) as
-// suppress events, as `suppressd import` does: one event per good row,
-// origin system, source /import/<format>, ids stable across re-imports; the
-// bad rows are listed by line and reason, never by value.
+// suppress events through the same pipeline as `suppressd import`
+// (importer.Run): one event per good row, origin system, source
+// /import/<format>, ids keyed with the pepper and stable across re-imports;
+// the bad rows are listed by line and reason, never by value.
 func (s *Server) importList(w http.ResponseWriter, r *http.Request) error {
 	if s.opts.Publisher == nil {
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "publishing is not enabled on this server"}
@@ -77,72 +77,33 @@ func (s *Server) importList(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Content-Encoding " + enc + " is not supported; use gzip or none"}
 	}
 
-	var (
-		resp    = importResponse{Format: string(format), Rows: []importRejection{}}
-		mu      sync.Mutex
-		pubErr  error
-		work    = make(chan suppression.Event)
-		wg      sync.WaitGroup
-		eo      = importer.EventOptions{Namespace: ns, Scopes: scopes}
-		ctx     = r.Context()
-		started = time.Now()
-	)
-	for i := 0; i < importWorkers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for e := range work {
-				err := s.opts.Publisher.Publish(ctx, e)
-				mu.Lock()
-				if err != nil && pubErr == nil {
-					pubErr = err
-				} else if err == nil {
-					resp.Published++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	perr := importer.Parse(body, importer.Options{Format: format, Kind: q.Get("kind"), Normalizer: s.opts.Normalizer},
-		func(row importer.Row) error {
-			mu.Lock()
-			failed := pubErr
-			mu.Unlock()
-			if failed != nil {
-				return failed
-			}
-			select {
-			case work <- importer.Event(format, row, eo):
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		},
-		func(rej importer.Rejection) error {
-			mu.Lock()
-			defer mu.Unlock()
-			resp.Rejected++
+	resp := importResponse{Format: string(format), Rows: []importRejection{}}
+	started := time.Now()
+	res, err := importer.Run(r.Context(), body, s.opts.Publisher, importer.RunOptions{
+		Parse:       importer.Options{Format: format, Kind: q.Get("kind"), Normalizer: s.opts.Normalizer, Now: started},
+		Events:      importer.EventOptions{Namespace: ns, Scopes: scopes, Keyer: s.opts.Keyer},
+		Concurrency: importWorkers,
+		Reject: func(rej importer.Rejection) {
 			if len(resp.Rows) < maxListedRejections {
 				resp.Rows = append(resp.Rows, importRejection{Line: rej.Line, Reason: rej.Reason})
 			}
-			return nil
-		})
-	close(work)
-	wg.Wait()
-	if pubErr != nil {
-		s.log.Warn("import stopped: publish failed", "format", format, "published", resp.Published, "err", pubErr)
+		},
+	})
+	resp.Published, resp.Rejected = int(res.Published), int(res.Rejected)
+	if errors.Is(err, importer.ErrPublish) {
+		s.log.Warn("import stopped: publish failed", "format", format, "published", resp.Published, "err", err)
 		return &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: s.opts.RetryAfter,
 			Message: fmt.Sprintf("Kafka did not acknowledge an event after %d were published; importing the same file again is safe", resp.Published)}
 	}
-	if perr != nil {
+	if err != nil {
 		var maxErr *http.MaxBytesError
-		if errors.As(perr, &maxErr) {
+		if errors.As(err, &maxErr) {
 			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("an import is at most %d bytes; split the file", maxImportBody)}
 		}
-		if errors.Is(perr, importer.ErrFormat) {
-			return badRequest("format", "%v", perr)
+		if errors.Is(err, importer.ErrFormat) {
+			return badRequest("format", "%v", err)
 		}
-		return badRequest("", "reading the export: %v", perr)
+		return badRequest("", "reading the export: %v", err)
 	}
 	s.log.Info("import", "format", format, "published", resp.Published, "rejected", resp.Rejected, "took", time.Since(started))
 	writeJSON(w, http.StatusOK, resp)

@@ -2,15 +2,23 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/suppressd/suppressd/client"
+	"github.com/suppressd/suppressd/internal/openapitest"
+	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testredis"
+	"github.com/suppressd/suppressd/internal/teststore"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -68,4 +76,56 @@ func TestFailClosed(t *testing.T) {
 		Identifiers: []client.Identifier{{Type: client.TypeEmail, Value: "never.seen@example.org"}}, Channel: "email", Purpose: "marketing"})
 	require.NoError(t, err)
 	require.True(t, res.Allowed, "the client's answers resume too")
+}
+
+// TestReadinessNamesTheCause: /readyz is ready only when checks can be
+// answered. A replica configured with another pepper than the list was
+// built with, or one whose store holds no list, is 503 with the reason,
+// answers every check 503, and creates no store state while doing so.
+func TestReadinessNamesTheCause(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	defer rdb.Close()
+	ctx := context.Background()
+	built := teststore.Prefix()
+	teststore.Build(t, rdb, redisstore.Options{Prefix: built, Keying: suppression.NewKeyer([]byte("pepper-a")).Fingerprint()})
+	empty := teststore.Prefix()
+
+	serve := func(prefix, pepper string) *env {
+		keyer := suppression.NewKeyer([]byte(pepper))
+		store, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Keying: keyer.Fingerprint()})
+		require.NoError(t, err)
+		s := New(store, Options{Keys: testKeys(t), Normalizer: norm, Keyer: keyer}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		srv := httptest.NewServer(s.Handler())
+		t.Cleanup(srv.Close)
+		return &env{t: t, spec: openapitest.New(t), srv: srv, keyer: keyer}
+	}
+	req := check([]suppression.Identifier{email("anyone@example.org")}, "email", "marketing", "")
+	for _, tc := range []struct {
+		name, prefix, pepper, reason string
+	}{
+		{"same configuration", built, "pepper-a", ""},
+		{"another pepper", built, "pepper-b", "layout_mismatch"},
+		{"never built", empty, "pepper-a", "not_built"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := serve(tc.prefix, tc.pepper)
+			status, _, b := e.do(http.MethodGet, "/readyz", "", "", nil)
+			status2, body := e.postJSON("/v1/check", checkKey, req)
+			if tc.reason == "" {
+				require.Equal(t, http.StatusOK, status, string(b))
+				require.Equal(t, http.StatusOK, status2)
+				require.Equal(t, true, body["allowed"])
+				return
+			}
+			require.Equal(t, http.StatusServiceUnavailable, status)
+			var ready map[string]string
+			require.NoError(t, json.Unmarshal(b, &ready))
+			require.Equal(t, tc.reason, ready["reason"], ready["detail"])
+			require.NotEmpty(t, ready["detail"])
+			require.Equal(t, http.StatusServiceUnavailable, status2, "no check is answered from a store this replica cannot read: %v", body)
+		})
+	}
+	keys, err := rdb.Keys(ctx, empty+":*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys, "the API created store state")
 }

@@ -24,14 +24,7 @@ import (
 
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
-
-// Store is what the consumer needs of the suppression store.
-type Store interface {
-	// Apply folds writes in idempotently; see redisstore.Store.Apply.
-	Apply(ctx context.Context, writes []redisstore.Write) (int, error)
-}
 
 // Reader is the part of *kafka.Reader the consumer uses.
 type Reader interface {
@@ -65,6 +58,8 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Normalizer normalises identifiers (default phone region).
 	Normalizer suppression.Normalizer
+	// Keyer turns match keys into storage keys (the pepper).
+	Keyer suppression.Keyer
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
 }
@@ -98,7 +93,7 @@ func (o *Options) setDefaults() {
 type Consumer struct {
 	reader    Reader
 	dlq       MessageWriter
-	store     Store
+	store     suppression.Store
 	validator *schemas.Validator
 	opts      Options
 	log       *slog.Logger
@@ -107,7 +102,7 @@ type Consumer struct {
 
 // New returns a Consumer. dlq writes to the dead-letter topic (its Topic
 // set); the reader should be a group reader with CommitInterval 0.
-func New(r Reader, dlq MessageWriter, store Store, v *schemas.Validator, opts Options, log *slog.Logger, reg prometheus.Registerer) *Consumer {
+func New(r Reader, dlq MessageWriter, store suppression.Store, v *schemas.Validator, opts Options, log *slog.Logger, reg prometheus.Registerer) *Consumer {
 	opts.setDefaults()
 	return &Consumer{
 		reader: r, dlq: dlq, store: store, validator: v, opts: opts,
@@ -203,9 +198,10 @@ func (c *Consumer) observe(msg kafka.Message) kafka.Message {
 // batch is a fetched batch, decoded.
 type batch struct {
 	msgs    []kafka.Message
-	writes  []redisstore.Write
+	writes  []suppression.Write
 	dead    []kafka.Message
 	applied []suppression.Event
+	keys    []suppression.StorageKey // scratch
 }
 
 // prepare decodes a batch: valid events become writes, invalid ones dead
@@ -223,7 +219,8 @@ func (c *Consumer) prepare(msgs []kafka.Message) *batch {
 			c.log.Warn("dead-lettering event", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
 			continue
 		}
-		b.writes = AppendWrites(b.writes, d)
+		b.keys = c.opts.Keyer.StorageKeys(b.keys[:0], d.Keys)
+		b.writes = suppression.AppendWrites(b.writes, &d.Event, b.keys)
 		b.applied = append(b.applied, d.Event)
 	}
 	return b
@@ -262,18 +259,6 @@ func (c *Consumer) process(ctx context.Context, b *batch) error {
 	}
 	c.commit(ctx, b.msgs)
 	return nil
-}
-
-// AppendWrites appends what a decoded event does to the store: its change,
-// for every match key and every scope it names.
-func AppendWrites(dst []redisstore.Write, d schemas.Decoded) []redisstore.Write {
-	ch := d.Event.Change()
-	for _, k := range d.Keys {
-		for _, s := range d.Event.Scopes {
-			dst = append(dst, redisstore.Write{Namespace: d.Event.Namespace, Key: k, Scope: s, Change: ch})
-		}
-	}
-	return dst
 }
 
 // commit commits the batch, retrying a few times. A commit that keeps

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,12 +17,24 @@ import (
 
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/internal/teststore"
 	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
-var normalizer = suppression.Normalizer{DefaultRegion: "US"}
+var (
+	normalizer = suppression.Normalizer{DefaultRegion: "US"}
+	testKeyer  = suppression.NewKeyer([]byte("pepper"))
+)
+
+// storageKeys returns the storage keys of an email's match keys.
+func storageKeys(t testing.TB, email string) []suppression.StorageKey {
+	t.Helper()
+	keys, err := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: email})
+	require.NoError(t, err)
+	return testKeyer.StorageKeys(nil, keys)
+}
 
 type harness struct {
 	t       *testing.T
@@ -48,9 +59,7 @@ func start(t *testing.T, rdb redis.UniversalClient, opts Options) *harness {
 	h := &harness{t: t, brokers: brokers, topic: testkafka.Unique("events"), dlq: testkafka.Unique("dlq"), logs: &testenv.Buffer{}, reg: prometheus.NewRegistry()}
 	testkafka.CreateTopic(ctx, t, brokers[0], h.topic, 3)
 	testkafka.CreateTopic(ctx, t, brokers[0], h.dlq, 1)
-	var err error
-	h.store, err = redisstore.New(rdb, redisstore.Options{Prefix: strings.ReplaceAll(testkafka.Unique("t"), "-", ""), Keyer: suppression.NewKeyer([]byte("pepper"))})
-	require.NoError(t, err)
+	h.store = teststore.Build(t, rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: testKeyer.Fingerprint()})
 	h.writer = testkafka.Writer(brokers, h.topic)
 	t.Cleanup(func() { _ = h.writer.Close() })
 	h.run(t, rdb, opts)
@@ -69,6 +78,7 @@ func (h *harness) run(t *testing.T, _ redis.UniversalClient, opts Options) {
 	if opts.Normalizer == (suppression.Normalizer{}) {
 		opts.Normalizer = normalizer
 	}
+	opts.Keyer = testKeyer
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.reg = prometheus.NewRegistry()
 	h.cons = New(reader, dlq, h.store, v, opts, log, h.reg)
@@ -126,7 +136,7 @@ func (h *harness) publish(events ...suppression.Event) {
 	for i, e := range events {
 		raw, err := schemas.Encode(e)
 		require.NoError(h.t, err)
-		keys, err := normalizer.ExpandAll(e.Identifiers)
+		keys, err := normalizer.Expand(e.Identifiers...)
 		require.NoError(h.t, err)
 		msgs[i] = kafka.Message{Key: []byte(hex.EncodeToString(keys[0].Hash[:])), Value: raw}
 	}
@@ -143,17 +153,9 @@ func (h *harness) publishRaw(msgs ...kafka.Message) {
 // decide answers a check for an email, straight from the store.
 func (h *harness) decide(email string, send suppression.Send) (suppression.Match, bool) {
 	h.t.Helper()
-	keys, err := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: email})
+	recs, err := h.store.Get(context.Background(), suppression.DefaultNamespace, storageKeys(h.t, email))
 	require.NoError(h.t, err)
-	recs, err := h.store.Get(context.Background(), suppression.DefaultNamespace, keys)
-	require.NoError(h.t, err)
-	var hs []suppression.Holding
-	for _, rec := range recs {
-		for s, st := range rec {
-			hs = append(hs, suppression.Holding{Scope: s, State: st})
-		}
-	}
-	return suppression.Decide(send, hs)
+	return suppression.Decide(send, recs)
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -250,18 +252,16 @@ func TestOrderingConverges(t *testing.T) {
 				history = append(history, event(typ, people[rng.IntN(len(people))], at, scope))
 			}
 			// In order, in Go: what every delivery order must converge to.
-			want := map[string][]redisstore.Record{}
+			want := map[string][]suppression.Record{}
 			for _, p := range people {
-				keys, _ := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: p})
-				want[p] = make([]redisstore.Record, len(keys))
+				want[p] = make([]suppression.Record, len(storageKeys(t, p)))
 			}
 			sorted := append([]suppression.Event(nil), history...)
 			for _, e := range sorted {
 				p := e.Identifiers[0].Value
-				keys, _ := normalizer.Expand(e.Identifiers[0])
-				for i := range keys {
+				for i := range storageKeys(t, p) {
 					if want[p][i] == nil {
-						want[p][i] = redisstore.Record{}
+						want[p][i] = suppression.Record{}
 					}
 					for _, s := range e.Scopes {
 						want[p][i][s], _ = want[p][i][s].Apply(e.Change())
@@ -286,8 +286,7 @@ func TestOrderingConverges(t *testing.T) {
 			eventually(t, "every event applied", applied(float64(len(shuffled))))
 			check := func(when string) {
 				for _, p := range people {
-					keys, _ := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: p})
-					got, err := h.store.Get(context.Background(), suppression.DefaultNamespace, keys)
+					got, err := h.store.Get(context.Background(), suppression.DefaultNamespace, storageKeys(t, p))
 					require.NoError(t, err)
 					require.Equal(t, want[p], got, "%s: %s", when, p)
 				}

@@ -115,9 +115,7 @@ func TestRedisOutageLosesNoEvent(t *testing.T) {
 		if ok && m.Reason == suppression.ReasonUnsubscribe && m.Scope == emailScope {
 			suppressed++
 		}
-		keys, err := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: email})
-		require.NoError(t, err)
-		recs, err := h.store.Get(context.Background(), suppression.DefaultNamespace, keys)
+		recs, err := h.store.Get(context.Background(), suppression.DefaultNamespace, storageKeys(t, email))
 		require.NoError(t, err)
 		all := len(recs) > 0
 		for _, rec := range recs {

@@ -42,7 +42,7 @@ func TestRebalanceLosesNothing(t *testing.T) {
 	})
 	v, err := schemas.New()
 	require.NoError(t, err)
-	second := New(reader, testkafka.Writer(h.brokers, h.dlq), h.store, v, Options{BatchSize: 20, Normalizer: normalizer},
+	second := New(reader, testkafka.Writer(h.brokers, h.dlq), h.store, v, Options{BatchSize: 20, Normalizer: normalizer, Keyer: testKeyer},
 		slog.New(slog.NewJSONHandler(h.logs, nil)), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -67,11 +67,9 @@ func TestRebalanceLosesNothing(t *testing.T) {
 	h.stop()
 	h.publish(evs[2*n/3:]...)
 
-	keys := make([]suppression.MatchKey, n)
+	keys := make([]suppression.StorageKey, n)
 	for i, e := range emails {
-		k, err := normalizer.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: e})
-		require.NoError(t, err)
-		keys[i] = k[0]
+		keys[i] = storageKeys(t, e)[0]
 	}
 	applied := func() int {
 		recs, err := h.store.Get(context.Background(), suppression.DefaultNamespace, keys)

@@ -16,12 +16,9 @@ package importer
 
 import (
 	"bufio"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strconv"
 	"strings"
@@ -72,6 +69,10 @@ type Row struct {
 	// Options.DefaultTime; never after Options.Now.
 	OccurredAt time.Time
 	Dated      bool
+	// Stated is the row's own time as the file states it (zero when not
+	// Dated), before any clamping: part of the event id, so a row dated in
+	// the future keeps its id from one import to the next.
+	Stated time.Time
 }
 
 // Rejection is a row that cannot be imported. Reason never quotes the
@@ -220,13 +221,16 @@ func (e *emitter) identifier(line int, typ suppression.IDType, raw string, reaso
 	if err != nil {
 		return e.rejectf(line, "%s: %v", timeField, err)
 	}
-	if !dated {
+	var stated time.Time
+	if dated {
+		stated = at.UTC()
+	} else {
 		at = e.o.DefaultTime
 	}
 	if at.After(e.o.Now) {
 		at = e.o.Now // a clock ahead, or a time zone misread: never in the future
 	}
-	return e.row(Row{Line: line, Identifier: suppression.Identifier{Type: typ, Value: value}, Reason: reason, OccurredAt: at.UTC(), Dated: dated})
+	return e.row(Row{Line: line, Identifier: suppression.Identifier{Type: typ, Value: value}, Reason: reason, OccurredAt: at.UTC(), Dated: dated, Stated: stated})
 }
 
 // MapReason maps a provider's word for why an address is suppressed to the
@@ -331,10 +335,9 @@ func stripBOM(br *bufio.Reader) {
 type EventOptions struct {
 	Namespace string              // empty: the default namespace
 	Scopes    []suppression.Scope // default ["email"]
-	// IDKey keys the event id's HMAC; set it to the store's pepper so an
-	// event id, which may be logged, cannot be tested against guessed
-	// addresses. Empty: plain SHA-256.
-	IDKey []byte
+	// Keyer keys the event ids (see EventID): the store's, so an event id,
+	// which may be logged, cannot be tested against guessed addresses.
+	Keyer suppression.Keyer
 }
 
 // Event returns the suppression event of a row: a system suppress with the
@@ -347,7 +350,7 @@ func Event(f Format, r Row, o EventOptions) suppression.Event {
 		scopes = []suppression.Scope{suppression.ChannelScope(suppression.ChannelEmail)}
 	}
 	return suppression.Event{
-		ID: EventID(f, r, o.IDKey), Source: f.Source(), Type: suppression.EventSuppress,
+		ID: EventID(f, r, o.Keyer), Source: f.Source(), Type: suppression.EventSuppress,
 		OccurredAt: r.OccurredAt, Namespace: o.Namespace,
 		Identifiers: []suppression.Identifier{r.Identifier},
 		Scopes:      append([]suppression.Scope(nil), scopes...),
@@ -355,23 +358,15 @@ func Event(f Format, r Row, o EventOptions) suppression.Event {
 	}
 }
 
-// EventID is the id of a row's event: 32 hex digits of HMAC-SHA256(key,
-// format, identifier, reason, and the row's own time when it has one). A
-// row without a time of its own keeps its id when imported again later.
-func EventID(f Format, r Row, key []byte) string {
-	var h hash.Hash
-	if len(key) > 0 {
-		h = hmac.New(sha256.New, key)
-	} else {
-		h = sha256.New()
-	}
+// EventID is the id of a row's event: 32 hex digits of the keyer's tag
+// (HMAC-SHA256 under the pepper) of the format, identifier, reason, and the
+// row's own time as stated when it has one. A row keeps its id when
+// imported again later, by the CLI or the API.
+func EventID(f Format, r Row, k suppression.Keyer) string {
 	at := ""
 	if r.Dated {
-		at = strconv.FormatInt(r.OccurredAt.UnixMilli(), 10)
+		at = strconv.FormatInt(r.Stated.UnixMilli(), 10)
 	}
-	for _, part := range []string{string(f), string(r.Identifier.Type), r.Identifier.Value, string(r.Reason), at} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
-	}
-	return "imp-" + hex.EncodeToString(h.Sum(nil)[:16])
+	tag := k.Tag(string(f), string(r.Identifier.Type), r.Identifier.Value, string(r.Reason), at)
+	return "imp-" + hex.EncodeToString(tag[:16])
 }

@@ -267,12 +267,13 @@ func TestEventID(t *testing.T) {
 	r := Row{Identifier: suppression.Identifier{Type: suppression.IDEmail, Value: "a@example.org"}, Reason: suppression.ReasonHardBounce, OccurredAt: fileAge}
 	later := r
 	later.OccurredAt = now // an undated row imported again later
-	require.Equal(t, EventID(FormatSES, r, nil), EventID(FormatSES, later, nil))
-	require.NotEqual(t, EventID(FormatSES, r, nil), EventID(FormatSendGrid, r, nil))
-	require.NotEqual(t, EventID(FormatSES, r, nil), EventID(FormatSES, r, []byte("pepper")))
+	plain := suppression.NewKeyer(nil)
+	require.Equal(t, EventID(FormatSES, r, plain), EventID(FormatSES, later, plain))
+	require.NotEqual(t, EventID(FormatSES, r, plain), EventID(FormatSendGrid, r, plain))
+	require.NotEqual(t, EventID(FormatSES, r, plain), EventID(FormatSES, r, suppression.NewKeyer([]byte("pepper"))))
 	dated := r
-	dated.Dated = true
-	require.NotEqual(t, EventID(FormatSES, r, nil), EventID(FormatSES, dated, nil))
+	dated.Dated, dated.Stated = true, fileAge
+	require.NotEqual(t, EventID(FormatSES, r, plain), EventID(FormatSES, dated, plain))
 
 	e := Event(FormatSES, r, EventOptions{})
 	require.NoError(t, e.Normalize(now))

@@ -81,7 +81,7 @@ func (p *Publisher) Publish(ctx context.Context, e suppression.Event) error {
 	if err := e.Normalize(time.Now()); err != nil {
 		return err
 	}
-	keys, err := p.normalizer.ExpandAll(e.Identifiers)
+	keys, err := p.normalizer.Expand(e.Identifiers...)
 	if err != nil {
 		return err
 	}

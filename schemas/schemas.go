@@ -315,35 +315,19 @@ func (v *Validator) finish(w wireEvent, t suppression.EventType, at, ref time.Ti
 			vs = append(vs, Violation{Path: fieldPointer(p.Field), Message: p.Message})
 		}
 	}
-	var keys []suppression.MatchKey
-	for i, id := range e.Identifiers {
-		k, err := n.Expand(id)
-		if err != nil {
-			vs = append(vs, Violation{Path: "/data/identifiers/" + strconv.Itoa(i) + "/value", Message: err.Error()})
-			continue
+	keys, err := n.Expand(e.Identifiers...)
+	var ee *suppression.ExpandError
+	if errors.As(err, &ee) {
+		for _, bad := range ee.Invalid {
+			vs = append(vs, Violation{Path: "/data/identifiers/" + strconv.Itoa(bad.Index) + "/value", Message: bad.Err.Error()})
 		}
-		keys = appendNew(keys, k)
+	} else if err != nil {
+		return Decoded{}, err
 	}
 	if vs != nil {
 		return Decoded{}, &Error{Violations: vs}
 	}
 	return Decoded{Event: e, Keys: keys}, nil
-}
-
-func appendNew(dst, src []suppression.MatchKey) []suppression.MatchKey {
-	for _, k := range src {
-		dup := false
-		for _, d := range dst {
-			if d == k {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			dst = append(dst, k)
-		}
-	}
-	return dst
 }
 
 // fieldPointer turns the domain's "data.scopes[1]" into "/data/scopes/1".

@@ -59,44 +59,36 @@ type Match struct {
 	Since  time.Time // when the person acted
 }
 
-// Holding is the state one match key has in one scope.
-type Holding struct {
-	Scope Scope
-	State ScopeState
-}
-
 // Decide returns the suppression that stops the send, if any, among the
-// holdings of every match key of a contact. Holdings in scopes that do not
-// cover the send are ignored. When several match, the answer is the strongest
-// reason (see Reasons), then the broadest scope (in the order of
-// Send.Scopes), then the oldest.
-func Decide(send Send, holdings []Holding) (Match, bool) {
+// records of every storage key of a contact (nil records are keys never
+// seen). Scopes that do not cover the send are ignored. When several match,
+// the answer is the strongest reason (see Reasons), then the broadest scope
+// (in the order of Send.Scopes), then the oldest, then the source's name, so
+// the same records always give the same answer.
+func Decide(send Send, recs []Record) (Match, bool) {
 	scopes := send.Scopes()
 	var best Match
 	bestScope, bestRank := 0, len(Reasons)+1
 	found := false
-	for _, h := range holdings {
-		si := -1
-		for i, sc := range scopes {
-			if sc == h.Scope {
-				si = i
-				break
-			}
-		}
-		if si < 0 {
-			continue
-		}
-		for _, r := range h.State {
-			if r.Action != ActionSuppress || !send.Blocks(r.Reason) {
+	for _, rec := range recs {
+		for si, sc := range scopes {
+			st, ok := rec[sc]
+			if !ok {
 				continue
 			}
-			rank := r.Reason.rank()
-			since := r.Stamp.Time()
-			better := !found || rank < bestRank ||
-				rank == bestRank && (si < bestScope || si == bestScope && since.Before(best.Since))
-			if better {
-				best = Match{Scope: h.Scope, Reason: r.Reason, Origin: r.Origin, Source: r.Source, Since: since}
-				bestScope, bestRank, found = si, rank, true
+			for _, r := range st {
+				if r.Action != ActionSuppress || !send.Blocks(r.Reason) {
+					continue
+				}
+				rank := r.Reason.rank()
+				since := r.Stamp.Time()
+				better := !found || rank < bestRank ||
+					rank == bestRank && (si < bestScope || si == bestScope && (since.Before(best.Since) ||
+						since.Equal(best.Since) && r.Source < best.Source))
+				if better {
+					best = Match{Scope: sc, Reason: r.Reason, Origin: r.Origin, Source: r.Source, Since: since}
+					bestScope, bestRank, found = si, rank, true
+				}
 			}
 		}
 	}

@@ -7,44 +7,44 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func held(scope Scope, cs ...Change) Holding { return Holding{Scope: scope, State: applyAll(cs)} }
+func held(scope Scope, cs ...Change) Record { return Record{scope: applyAll(cs)} }
 
 func TestDecide(t *testing.T) {
 	marketingEmail := Send{Channel: ChannelEmail, Purpose: PurposeMarketing, Topic: "newsletter"}
 	receipt := Send{Channel: ChannelEmail, Purpose: PurposeTransactional}
 	adUpload := Send{Channel: ChannelAds, Purpose: PurposeAdvertising}
 	tests := []struct {
-		name     string
-		send     Send
-		holdings []Holding
-		want     *Match
+		name    string
+		send    Send
+		records []Record
+		want    *Match
 	}{
 		{"nothing held", marketingEmail, nil, nil},
-		{"global unsubscribe blocks marketing", marketingEmail, []Holding{held(ScopeGlobal, sup(1000, 1, ReasonUnsubscribe))},
+		{"global unsubscribe blocks marketing", marketingEmail, []Record{held(ScopeGlobal, sup(1000, 1, ReasonUnsubscribe))},
 			&Match{Scope: ScopeGlobal, Reason: ReasonUnsubscribe}},
-		{"topic unsubscribe blocks that topic", marketingEmail, []Holding{held("topic:newsletter", sup(1000, 1, ReasonUnsubscribe))},
+		{"topic unsubscribe blocks that topic", marketingEmail, []Record{held("topic:newsletter", sup(1000, 1, ReasonUnsubscribe))},
 			&Match{Scope: "topic:newsletter", Reason: ReasonUnsubscribe}},
-		{"other topic does not block", marketingEmail, []Holding{held("topic:offers", sup(1000, 1, ReasonUnsubscribe))}, nil},
-		{"sms opt-out does not block email", marketingEmail, []Holding{held("sms", sup(1000, 1, ReasonUnsubscribe))}, nil},
-		{"purpose opt-out blocks", marketingEmail, []Holding{held("marketing", sup(1000, 1, ReasonObjection))},
+		{"other topic does not block", marketingEmail, []Record{held("topic:offers", sup(1000, 1, ReasonUnsubscribe))}, nil},
+		{"sms opt-out does not block email", marketingEmail, []Record{held("sms", sup(1000, 1, ReasonUnsubscribe))}, nil},
+		{"purpose opt-out blocks", marketingEmail, []Record{held("marketing", sup(1000, 1, ReasonObjection))},
 			&Match{Scope: "marketing", Reason: ReasonObjection}},
-		{"lifted suppression does not block", marketingEmail, []Holding{held("email", sup(1000, 1, ReasonUnsubscribe), lift(2000, 2, ""))}, nil},
-		{"transactional ignores unsubscribe", receipt, []Holding{held(ScopeGlobal, sup(1000, 1, ReasonUnsubscribe))}, nil},
-		{"transactional ignores consent withdrawal", receipt, []Holding{held("email", sup(1000, 1, ReasonConsentWithdrawn))}, nil},
-		{"transactional blocked by hard bounce", receipt, []Holding{held("email", sup(1000, 1, ReasonHardBounce))},
+		{"lifted suppression does not block", marketingEmail, []Record{held("email", sup(1000, 1, ReasonUnsubscribe), lift(2000, 2, ""))}, nil},
+		{"transactional ignores unsubscribe", receipt, []Record{held(ScopeGlobal, sup(1000, 1, ReasonUnsubscribe))}, nil},
+		{"transactional ignores consent withdrawal", receipt, []Record{held("email", sup(1000, 1, ReasonConsentWithdrawn))}, nil},
+		{"transactional blocked by hard bounce", receipt, []Record{held("email", sup(1000, 1, ReasonHardBounce))},
 			&Match{Scope: "email", Reason: ReasonHardBounce}},
-		{"transactional blocked by erasure", receipt, []Holding{held(ScopeGlobal, sup(1000, 1, ReasonErasure))},
+		{"transactional blocked by erasure", receipt, []Record{held(ScopeGlobal, sup(1000, 1, ReasonErasure))},
 			&Match{Scope: ScopeGlobal, Reason: ReasonErasure}},
-		{"transactional blocked by complaint", receipt, []Holding{held("email", sup(1000, 1, ReasonComplaint))},
+		{"transactional blocked by complaint", receipt, []Record{held("email", sup(1000, 1, ReasonComplaint))},
 			&Match{Scope: "email", Reason: ReasonComplaint}},
-		{"transactional ignores marketing-purpose erasure scope", receipt, []Holding{held("marketing", sup(1000, 1, ReasonErasure))}, nil},
-		{"gpc blocks ad upload", adUpload, []Holding{held("advertising", sup(1000, 1, ReasonGPC))},
+		{"transactional ignores marketing-purpose erasure scope", receipt, []Record{held("marketing", sup(1000, 1, ReasonErasure))}, nil},
+		{"gpc blocks ad upload", adUpload, []Record{held("advertising", sup(1000, 1, ReasonGPC))},
 			&Match{Scope: "advertising", Reason: ReasonGPC}},
-		{"strongest reason wins across keys", marketingEmail, []Holding{
+		{"strongest reason wins across keys", marketingEmail, []Record{
 			held("topic:newsletter", sup(1000, 1, ReasonUnsubscribe)),
 			held(ScopeGlobal, sup(3000, 2, ReasonErasure)),
 		}, &Match{Scope: ScopeGlobal, Reason: ReasonErasure}},
-		{"same reason: broadest scope wins", marketingEmail, []Holding{
+		{"same reason: broadest scope wins", marketingEmail, []Record{
 			held("topic:newsletter", sup(1000, 1, ReasonUnsubscribe)),
 			held("email", sup(3000, 2, ReasonUnsubscribe)),
 		}, &Match{Scope: "email", Reason: ReasonUnsubscribe}},
@@ -52,7 +52,7 @@ func TestDecide(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			require.NoError(t, tc.send.Validate())
-			got, ok := Decide(tc.send, tc.holdings)
+			got, ok := Decide(tc.send, tc.records)
 			if tc.want == nil {
 				require.False(t, ok, "got %+v", got)
 				return
@@ -68,7 +68,7 @@ func TestDecide(t *testing.T) {
 func TestDecideReportsSince(t *testing.T) {
 	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	m, ok := Decide(Send{Channel: ChannelSMS, Purpose: PurposeMarketing},
-		[]Holding{held("sms", sup(at.UnixMilli(), 1, ReasonUnsubscribe))})
+		[]Record{held("sms", sup(at.UnixMilli(), 1, ReasonUnsubscribe))})
 	require.True(t, ok)
 	require.Equal(t, at, m.Since)
 	require.Equal(t, OriginRecipient, m.Origin)

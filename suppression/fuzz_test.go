@@ -24,12 +24,23 @@ func FuzzNormalizeEmail(f *testing.F) {
 			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", raw, e, again, err)
 		}
 		keys, err := n.Expand(Identifier{IDEmail, raw})
-		if err != nil || len(keys) == 0 || len(keys) > 3 {
+		if err != nil || len(keys) == 0 || len(keys) > 4 {
 			t.Fatalf("expand: %d keys, %v", len(keys), err)
 		}
-		for _, v := range []Email{e.googleVariant(), e.tiktokVariant()} {
-			if strings.Contains(v.Local, "+") && v.Domain == "gmail.com" {
-				t.Fatalf("gmail variant kept a tag: %q", v)
+		vs, err := n.Variants(Identifier{IDEmail, raw})
+		if err != nil || len(vs) != len(keys) {
+			t.Fatalf("variants: %d forms for %d keys, %v", len(vs), len(keys), err)
+		}
+		gmail := e.Domain == "gmail.com" || e.Domain == "googlemail.com"
+		for _, v := range vs {
+			local, _, _ := strings.Cut(v.Text, "@")
+			for _, p := range v.Platforms {
+				if p == PlatformGoogle && gmail && strings.Contains(local, ".") {
+					t.Fatalf("a Google form of a gmail address kept its dots: %q", v.Text)
+				}
+				if p == PlatformTikTok && strings.Contains(local, "+") && !strings.HasPrefix(e.Local, "+") {
+					t.Fatalf("TikTok's form kept a tag: %q", v.Text)
+				}
 			}
 		}
 	})

@@ -17,7 +17,7 @@ import (
 // NormalizationVersion is the version of the normalisation rules below. It is
 // part of the store's key layout: a change to any rule that alters a match key
 // must bump it, and the store rebuilt from Kafka under the new layout.
-const NormalizationVersion = 1
+const NormalizationVersion = 2
 
 // IDType is the type of an identifier.
 type IDType string
@@ -166,32 +166,11 @@ func NormalizeEmail(raw string) (Email, error) {
 	return e, nil
 }
 
-// googleVariant applies Google Customer Match's rule: for gmail.com and
-// googlemail.com only, drop every '.' in the local part and the '+' and all
-// after it.
-func (e Email) googleVariant() Email {
-	if e.Domain != "gmail.com" && e.Domain != "googlemail.com" {
-		return e
-	}
-	local := e.Local
-	if i := strings.IndexByte(local, '+'); i >= 0 {
-		local = local[:i]
-	}
-	return Email{Local: strings.ReplaceAll(local, ".", ""), Domain: e.Domain}
-}
-
-// tiktokVariant applies TikTok's rule: drop '+' and all after it, on every
-// domain.
-func (e Email) tiktokVariant() Email {
-	if i := strings.IndexByte(e.Local, '+'); i >= 0 {
-		return Email{Local: e.Local[:i], Domain: e.Domain}
-	}
-	return e
-}
-
 // NormalizePhone parses a phone number with libphonenumber and returns it in
 // E.164 form ("+18005550100"). A number without a country code is read in the
-// default region; an impossible or unassigned number is rejected.
+// default region. Every possible number is accepted (a known country code and
+// a plausible length), valid or not: only what cannot be a phone number is
+// rejected.
 func (n Normalizer) NormalizePhone(raw string) (string, error) {
 	s := strings.TrimFunc(raw, unicode.IsSpace)
 	switch {
@@ -214,8 +193,24 @@ func (n Normalizer) NormalizePhone(raw string) (string, error) {
 	if err != nil {
 		return "", invalid(IDPhone, "not a phone number (%s)", phoneParseReason(err))
 	}
-	if !phonenumbers.IsValidNumber(num) {
-		return "", invalid(IDPhone, "not a valid number for its region")
+	// Possible, not valid: validity follows the numbering plans' allocated
+	// ranges, which lag reality and exclude reserved ranges (Ofcom's
+	// +44 7700 900xxx drama numbers), and an opt-out refused for that would
+	// leave a person who asked contactable. A possible number has a known
+	// country code and a length its plan allows; that is all normalisation
+	// needs.
+	switch phonenumbers.IsPossibleNumberWithReason(num) {
+	case phonenumbers.IS_POSSIBLE:
+	case phonenumbers.IS_POSSIBLE_LOCAL_ONLY:
+		return "", invalid(IDPhone, "a local number without its area code")
+	case phonenumbers.INVALID_COUNTRY_CODE:
+		return "", invalid(IDPhone, "unknown country code")
+	case phonenumbers.TOO_SHORT:
+		return "", invalid(IDPhone, "too short for its country code")
+	case phonenumbers.TOO_LONG:
+		return "", invalid(IDPhone, "too long for its country code")
+	default:
+		return "", invalid(IDPhone, "not a possible length for its country code")
 	}
 	return phonenumbers.Format(num, phonenumbers.E164), nil
 }

@@ -37,62 +37,82 @@ func platformText(t *testing.T, vs []Variant, platform string) string {
 
 func TestEmailVariants(t *testing.T) {
 	n := Normalizer{}
+	const (
+		plain  = "meta,x,linkedin,snap"
+		google = "google"
+		tiktok = "tiktok"
+	)
 	tests := []struct {
-		name, raw                   string
-		google, meta, tiktok, x, li string
-		distinct                    int
+		name, raw string
+		// forms maps each normalised text to the platforms hashing it.
+		forms map[string]string
 	}{
 		{
-			// Google Customer Match formatting guide's own example.
-			name: "google guide gmail tag and dots", raw: "cloudy.sanfrancisco+shopping@gmail.com",
-			google: "cloudysanfrancisco@gmail.com", meta: "cloudy.sanfrancisco+shopping@gmail.com",
-			tiktok: "cloudy.sanfrancisco@gmail.com", x: "cloudy.sanfrancisco+shopping@gmail.com",
-			li: "cloudy.sanfrancisco+shopping@gmail.com", distinct: 3,
+			// Google's Data Manager guide: cloudy.sanfrancisco+shopping@gmail.com
+			// -> cloudysanfrancisco@gmail.com; its Ads API (Customer Match)
+			// drops the dots and keeps the tag; TikTok drops the tag only.
+			name: "gmail with dots and tag: the closure", raw: "cloudy.sanfrancisco+shopping@gmail.com",
+			forms: map[string]string{
+				"cloudy.sanfrancisco+shopping@gmail.com": plain,
+				"cloudysanfrancisco+shopping@gmail.com":  google,
+				"cloudy.sanfrancisco@gmail.com":          tiktok,
+				"cloudysanfrancisco@gmail.com":           google,
+			},
 		},
 		{
-			// Google's example of a non-gmail address: dots and tag stay.
+			// Google's example of a non-gmail address: dots and tag stay;
+			// TikTok drops the tag on every domain.
 			name: "google guide non-gmail", raw: "user.name+NYC@Example.com",
-			google: "user.name+nyc@example.com", meta: "user.name+nyc@example.com",
-			tiktok: "user.name@example.com", x: "user.name+nyc@example.com",
-			li: "user.name+nyc@example.com", distinct: 2,
+			forms: map[string]string{
+				"user.name+nyc@example.com": plain + ",google",
+				"user.name@example.com":     tiktok,
+			},
 		},
 		{
 			name: "googlemail dots", raw: "  J.Doe@GoogleMail.com\t",
-			google: "jdoe@googlemail.com", meta: "j.doe@googlemail.com",
-			tiktok: "j.doe@googlemail.com", x: "j.doe@googlemail.com", li: "j.doe@googlemail.com", distinct: 2,
+			forms: map[string]string{"j.doe@googlemail.com": plain + ",tiktok", "jdoe@googlemail.com": google},
+		},
+		{
+			name: "gmail tag without dots", raw: "bob+news@gmail.com",
+			forms: map[string]string{"bob+news@gmail.com": plain + ",google", "bob@gmail.com": "tiktok,google"},
 		},
 		{
 			name: "plain address has one form", raw: "Alice@Example.org",
-			google: "alice@example.org", meta: "alice@example.org", tiktok: "alice@example.org",
-			x: "alice@example.org", li: "alice@example.org", distinct: 1,
+			forms: map[string]string{"alice@example.org": plain + ",google,tiktok"},
 		},
 		{
 			name: "gmail without dots or tag", raw: "bob@gmail.com",
-			google: "bob@gmail.com", meta: "bob@gmail.com", tiktok: "bob@gmail.com",
-			x: "bob@gmail.com", li: "bob@gmail.com", distinct: 1,
+			forms: map[string]string{"bob@gmail.com": plain + ",google,tiktok"},
+		},
+		{
+			name: "tag only local part keeps the plain form", raw: "+promo@example.org",
+			forms: map[string]string{"+promo@example.org": plain + ",google"},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			vs, err := n.Variants(Identifier{Type: IDEmail, Value: tc.raw})
 			require.NoError(t, err)
-			require.Len(t, vs, tc.distinct, "variants: %v", variantTexts(vs))
-			require.Equal(t, tc.google, platformText(t, vs, PlatformGoogle))
-			require.Equal(t, tc.meta, platformText(t, vs, PlatformMeta))
-			require.Equal(t, tc.tiktok, platformText(t, vs, PlatformTikTok))
-			require.Equal(t, tc.x, platformText(t, vs, PlatformX))
-			require.Equal(t, tc.li, platformText(t, vs, PlatformLinkedIn))
+			got := map[string][]string{}
+			for _, v := range vs {
+				got[v.Text] = v.Platforms
+			}
+			require.Len(t, got, len(tc.forms), "forms: %v", got)
+			for text, platforms := range tc.forms {
+				require.Contains(t, got, text)
+				require.ElementsMatch(t, strings.Split(platforms, ","), got[text], "platforms of %s", text)
+			}
 
 			keys, err := n.Expand(Identifier{Type: IDEmail, Value: tc.raw})
 			require.NoError(t, err)
-			require.Len(t, keys, tc.distinct)
-			// The keys are exactly the SHA-256 of each platform's form, so a
-			// list hashed by that platform's rules matches by exact key.
-			for _, p := range []string{PlatformGoogle, PlatformMeta, PlatformTikTok} {
-				want := MatchKey{Kind: KindEmail, Hash: sha256.Sum256([]byte(platformText(t, vs, p)))}
-				require.Contains(t, keys, want, "platform %s", p)
+			require.Len(t, keys, len(tc.forms))
+			// The keys are exactly the SHA-256 of each form, so a list hashed
+			// by any platform's rules matches by exact key.
+			for text := range tc.forms {
+				require.Contains(t, keys, MatchKey{Kind: KindEmail, Hash: sha256.Sum256([]byte(text))}, text)
 			}
-			require.Equal(t, sha256.Sum256([]byte(tc.meta)), keys[0].Hash, "the plain form is the primary key")
+			require.Equal(t, sha256.Sum256([]byte(vs[0].Text)), keys[0].Hash, "the plain form is the primary key")
+			require.Contains(t, vs[0].Platforms, PlatformMeta)
 		})
 	}
 }
@@ -186,10 +206,11 @@ func TestRejectedIdentifiers(t *testing.T) {
 		{Identifier{IDEmail, "alice@example..org"}, "invalid email: malformed domain"},
 		{Identifier{IDEmail, strings.Repeat("a", 250) + "@example.org"}, "invalid email: longer than 254 bytes"},
 		{Identifier{IDPhone, ""}, "invalid phone: empty"},
-		{Identifier{IDPhone, "12"}, "invalid phone: not a valid number for its region"},
+		{Identifier{IDPhone, "12"}, "invalid phone: too short for its country code"},
 		{Identifier{IDPhone, "call me maybe"}, "invalid phone: not a phone number"},
-		{Identifier{IDPhone, "+1 555 0100"}, "invalid phone: not a valid number for its region"},
-		{Identifier{IDPhone, "(800)555-01000000"}, "invalid phone: not a valid number for its region"},
+		{Identifier{IDPhone, "+1 555 0100"}, "invalid phone: a local number without its area code"},
+		{Identifier{IDPhone, "(800)555-01000000"}, "invalid phone: too long for its country code"},
+		{Identifier{IDPhone, "+999 1234567"}, "invalid phone: not a phone number (unknown country code)"},
 		{Identifier{IDUserID, " "}, "invalid user_id: empty"},
 		{Identifier{IDMAID, "not-a-uuid"}, "invalid maid: not a UUID"},
 		{Identifier{IDEmailSHA256, "abc123"}, "invalid email_sha256: a SHA-256 digest is 64 hex digits or 44 base64 characters, got 6 characters"},
@@ -219,20 +240,47 @@ func TestRejectedIdentifiers(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "GB", got.DefaultRegion)
 	})
-	t.Run("ExpandAll names the failing position", func(t *testing.T) {
-		_, err := n.ExpandAll([]Identifier{{IDEmail, "ok@example.org"}, {IDEmail, "broken"}})
-		require.EqualError(t, err, "identifiers[1]: invalid email: no @")
+	t.Run("Expand names every failing position", func(t *testing.T) {
+		_, err := n.Expand(Identifier{IDEmail, "ok@example.org"}, Identifier{IDEmail, "broken"}, Identifier{IDPhone, "12"})
+		require.EqualError(t, err, "identifiers[1]: invalid email: no @; identifiers[2]: invalid phone: too short for its country code")
+		var ee *ExpandError
+		require.ErrorAs(t, err, &ee)
+		require.Equal(t, []int{1, 2}, []int{ee.Invalid[0].Index, ee.Invalid[1].Index})
+		var ie *IdentifierError
+		require.ErrorAs(t, err, &ie)
+		require.Equal(t, IDEmail, ie.Type)
 	})
 }
 
-func TestExpandAllDeduplicates(t *testing.T) {
+func TestPossiblePhonesAreAccepted(t *testing.T) {
+	// Numbers the library calls possible but not valid: reserved drama
+	// ranges and unallocated blocks. An opt-out naming them must be kept.
+	for _, tc := range []struct{ raw, e164 string }{
+		{"+44 7700 900123", "+447700900123"},  // Ofcom's reserved drama range
+		{"+1 555 555 0123", "+15555550123"},   // the 555 exchange
+		{"+49 30 123", "+4930123"},            // short German number
+		{"(201) 555-0123", "+12015550123"},    // national format, default region
+		{"+33 6 00 00 00 00", "+33600000000"}, // unallocated French mobile block
+	} {
+		t.Run(tc.raw, func(t *testing.T) {
+			got, err := Normalizer{DefaultRegion: "US"}.NormalizePhone(tc.raw)
+			require.NoError(t, err)
+			require.Equal(t, tc.e164, got)
+			keys, err := Normalizer{DefaultRegion: "US"}.Expand(Identifier{IDPhone, tc.raw})
+			require.NoError(t, err)
+			require.Len(t, keys, 2)
+		})
+	}
+}
+
+func TestExpandDeduplicates(t *testing.T) {
 	n := Normalizer{DefaultRegion: "US"}
 	digest := sha256.Sum256([]byte("alice@example.org"))
-	keys, err := n.ExpandAll([]Identifier{
+	keys, err := n.Expand([]Identifier{
 		{IDEmail, "alice@example.org"},
 		{IDEmailSHA256, hex.EncodeToString(digest[:])},
 		{IDPhone, "(800)555-0100"},
-	})
+	}...)
 	require.NoError(t, err)
 	require.Len(t, keys, 3, "the hashed email repeats the raw one's key")
 }
@@ -252,7 +300,7 @@ func TestKeyer(t *testing.T) {
 	plain := NewKeyer(nil)
 	require.False(t, plain.Peppered())
 	input := append([]byte("email\x00"), k.Hash[:]...)
-	require.Equal(t, sha256.Sum256(input), plain.StorageKey(k))
+	require.Equal(t, StorageKey(sha256.Sum256(input)), plain.StorageKey(k))
 
 	a, b := NewKeyer([]byte("pepper-a")), NewKeyer([]byte("pepper-b"))
 	require.True(t, a.Peppered())

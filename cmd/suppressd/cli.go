@@ -54,9 +54,9 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 // runCheck asks whether one contact may be contacted. It prints the answer
 // and exits 0 when allowed, 3 when suppressed; an error (the service could
 // not answer) is treated as suppressed and exits 1.
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runCheck(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.err)
 	var cf clientFlags
 	cf.register(fs)
 	var emails, phones, userIDs, maids multiFlag
@@ -88,15 +88,15 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	res, err := c.Check(ctx, req)
 	if err != nil {
-		fmt.Fprintln(stdout, "suppressed (the service did not answer; fail closed)")
+		fmt.Fprintln(io.out, "suppressed (the service did not answer; fail closed)")
 		return err
 	}
 	if res.Allowed {
-		fmt.Fprintln(stdout, "allowed")
+		fmt.Fprintln(io.out, "allowed")
 		return nil
 	}
 	s := res.Suppression
-	fmt.Fprintf(stdout, "suppressed: reason=%s scope=%s origin=%s source=%s since=%s\n", s.Reason, s.Scope, s.Origin, s.Source, s.Since.Format(time.RFC3339))
+	fmt.Fprintf(io.out, "suppressed: reason=%s scope=%s origin=%s source=%s since=%s\n", s.Reason, s.Scope, s.Origin, s.Source, s.Since.Format(time.RFC3339))
 	return exitCode(3)
 }
 
@@ -106,9 +106,9 @@ type exitCode int
 func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
 // runFilter streams a hashed audience list through /v1/filter.
-func runFilter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runFilter(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("filter", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.err)
 	var cf clientFlags
 	cf.register(fs)
 	in := fs.String("in", "-", "input: one SHA-256 per line, hex or base64, plain or gzip (- for stdin)")
@@ -119,7 +119,7 @@ func runFilter(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	purpose := fs.String("purpose", "advertising", "purpose of the upload")
 	topic := fs.String("topic", "", "list or topic")
 	gz := fs.Bool("gzip", false, "compress the upload")
-	progress := fs.Bool("progress", isTerminal(stderr), "show progress (default: when stderr is a terminal)")
+	showProgress := fs.Bool("progress", isTerminal(io.err), "show progress (default: when stderr is a terminal)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -127,28 +127,23 @@ func runFilter(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	src, size, closeIn, err := openInput(*in)
+	src, size, closeIn, err := openInput(*in, io.in)
 	if err != nil {
 		return err
 	}
 	defer closeIn()
-	dst, closeOut, err := openOutput(*out, stdout)
+	dst, closeOut, err := openOutput(*out, io.out)
 	if err != nil {
 		return err
 	}
 	counted := &countingReader{r: src}
-	var stop func()
 	start := time.Now()
-	if *progress {
-		stop = showProgress(stderr, counted, size, start)
-	}
+	prog := startRedraw(io.err, *showProgress, func() string { return filterProgress(counted, size, start) })
 	sum, err := c.Filter(ctx, client.FilterRequest{
 		Type: *typ, Platform: *platform, Channel: *channel, Purpose: *purpose, Topic: *topic,
 		Namespace: cf.namespace, Gzip: *gz,
 	}, counted, dst)
-	if stop != nil {
-		stop()
-	}
+	prog.end()
 	if cerr := closeOut(); err == nil {
 		err = cerr
 	}
@@ -156,37 +151,41 @@ func runFilter(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("filter: %w (the output is incomplete; do not upload it)", err)
 	}
 	el := time.Since(start)
-	fmt.Fprintf(stderr, "filtered %d lines in %s (%.0f lines/s): %d allowed, %d suppressed, %d malformed\n",
+	fmt.Fprintf(io.err, "filtered %d lines in %s (%.0f lines/s): %d allowed, %d suppressed, %d malformed\n",
 		sum.Total, el.Round(time.Millisecond), float64(sum.Total)/max(el.Seconds(), 1e-9), sum.Allowed, sum.Suppressed, sum.Malformed)
 	return nil
 }
 
 // openInput opens a file or stdin, unzipping gzip (recognised by its magic
 // bytes). size is the file's size for progress (0 when unknown).
-func openInput(name string) (io.Reader, int64, func(), error) {
-	f := os.Stdin
-	var size int64
+func openInput(name string, stdin io.Reader) (io.Reader, int64, func(), error) {
+	var (
+		r     = stdin
+		size  int64
+		close = func() error { return nil }
+	)
 	if name != "-" {
-		var err error
-		if f, err = os.Open(name); err != nil {
+		f, err := os.Open(name)
+		if err != nil {
 			return nil, 0, nil, err
 		}
 		if st, err := f.Stat(); err == nil {
 			size = st.Size()
 		}
+		r, close = f, f.Close
 	}
-	br := bufio.NewReaderSize(f, 256<<10)
+	br := bufio.NewReaderSize(r, 256<<10)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			_ = f.Close()
+			_ = close()
 			return nil, 0, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		// Progress counts uncompressed bytes; the compressed size says
 		// little about them.
-		return zr, 0, func() { _ = zr.Close(); _ = f.Close() }, nil
+		return zr, 0, func() { _ = zr.Close(); _ = close() }, nil
 	}
-	return br, size, func() { _ = f.Close() }, nil
+	return br, size, func() { _ = close() }, nil
 }
 
 func openOutput(name string, stdout io.Writer) (io.Writer, func() error, error) {
@@ -221,55 +220,29 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// showProgress redraws one line on the terminal: bytes read, lines/s and,
+// filterProgress is the filter's progress line: lines read, lines/s and,
 // when the size is known, a bar and the time left.
-func showProgress(w io.Writer, c *countingReader, size int64, start time.Time) func() {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(w, "\r\033[K")
-				return
-			case <-t.C:
-				el := time.Since(start).Seconds()
-				lines, read := c.lines.Load(), c.bytes.Load()
-				rate := float64(lines) / max(el, 1e-9)
-				if size > 0 {
-					frac := min(1, float64(read)/float64(size))
-					eta := time.Duration(0)
-					if frac > 0 {
-						eta = time.Duration(el * (1 - frac) / frac * float64(time.Second)).Round(time.Second)
-					}
-					bar := strings.Repeat("#", int(frac*30)) + strings.Repeat(".", 30-int(frac*30))
-					fmt.Fprintf(w, "\r[%s] %5.1f%%  %d lines  %.0f lines/s  ETA %s\033[K", bar, 100*frac, lines, rate, eta)
-				} else {
-					fmt.Fprintf(w, "\r%d lines  %.0f lines/s\033[K", lines, rate)
-				}
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
+func filterProgress(c *countingReader, size int64, start time.Time) string {
+	el := time.Since(start).Seconds()
+	lines, read := c.lines.Load(), c.bytes.Load()
+	rate := float64(lines) / max(el, 1e-9)
+	if size <= 0 {
+		return fmt.Sprintf("%d lines  %.0f lines/s", lines, rate)
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	frac := min(1, float64(read)/float64(size))
+	eta := time.Duration(0)
+	if frac > 0 {
+		eta = time.Duration(el * (1 - frac) / frac * float64(time.Second)).Round(time.Second)
+	}
+	bar := strings.Repeat("#", int(frac*30)) + strings.Repeat(".", 30-int(frac*30))
+	return fmt.Sprintf("[%s] %5.1f%%  %d lines  %.0f lines/s  ETA %s", bar, 100*frac, lines, rate, eta)
 }
 
 // runAPIKey makes an API key: the secret for the caller, and the entry for
 // SUPPRESSD_API_KEYS, which holds only the secret's SHA-256.
-func runAPIKey(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runAPIKey(_ context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("apikey", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.err)
 	name := fs.String("name", "", "the key's name (who uses it)")
 	scopes := fs.String("scopes", "check", "comma-separated: check, filter, publish, admin")
 	if err := fs.Parse(args); err != nil {
@@ -289,15 +262,15 @@ func runAPIKey(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if _, err := api.ParseKeys(entry); err != nil {
 		return usageError{err}
 	}
-	fmt.Fprintf(stdout, "secret (give it to %s; it is not stored anywhere): %s\nSUPPRESSD_API_KEYS entry: %s\n", *name, secret, entry)
+	fmt.Fprintf(io.out, "secret (give it to %s; it is not stored anywhere): %s\nSUPPRESSD_API_KEYS entry: %s\n", *name, secret, entry)
 	return nil
 }
 
 // runLink mints the List-Unsubscribe headers for one recipient and send,
 // with the keys of SUPPRESSD_LINK_KEYS.
-func runLink(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runLink(_ context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("link", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.err)
 	email := fs.String("email", "", "the recipient's address")
 	phone := fs.String("phone", "", "or a phone number (SMS)")
 	namespace := fs.String("namespace", "", "namespace")
@@ -308,14 +281,11 @@ func runLink(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	cfg, err := readConfig()
+	cfg, err := load("")
 	if err != nil {
 		return err
 	}
-	kr, err := cfg.Link.keyring()
-	if err != nil {
-		return err
-	}
+	kr := cfg.keyring
 	if kr == nil {
 		return errors.New("SUPPRESSD_LINK_KEYS: no link keys configured")
 	}
@@ -352,15 +322,15 @@ func runLink(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "List-Unsubscribe: %s\nList-Unsubscribe-Post: %s\n", lu, lup)
+	fmt.Fprintf(io.out, "List-Unsubscribe: %s\nList-Unsubscribe-Post: %s\n", lu, lup)
 	return nil
 }
 
 // runPublish publishes CloudEvents through the API (/v1/events): one event
 // per file, or one per line of stdin.
-func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runPublish(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.err)
 	var cf clientFlags
 	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -372,7 +342,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	var events [][]byte
 	if fs.NArg() == 0 {
-		sc := bufio.NewScanner(os.Stdin)
+		sc := bufio.NewScanner(io.in)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			if line := bytes.TrimSpace(sc.Bytes()); len(line) > 0 {
@@ -396,15 +366,15 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			var apiErr *client.APIError
 			if errors.As(err, &apiErr) {
 				for _, v := range apiErr.Violations {
-					fmt.Fprintf(stderr, "  %s: %s\n", v.Path, v.Message)
+					fmt.Fprintf(io.err, "  %s: %s\n", v.Path, v.Message)
 				}
 			}
 			return fmt.Errorf("event %d: %w", i+1, err)
 		}
 		if res.Duplicate {
-			fmt.Fprintf(stdout, "%s already published\n", res.ID)
+			fmt.Fprintf(io.out, "%s already published\n", res.ID)
 		} else {
-			fmt.Fprintf(stdout, "%s published\n", res.ID)
+			fmt.Fprintf(io.out, "%s published\n", res.ID)
 		}
 	}
 	return nil

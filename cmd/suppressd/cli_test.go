@@ -26,7 +26,7 @@ func TestCLICheckAndFilter(t *testing.T) {
 	devDone := make(chan int, 1)
 	var devOut, devErr testenv.Buffer
 	go func() {
-		devDone <- run(ctx, []string{"dev", "--seed", "--api-addr", apiAddr, "--kafka-addr", kafkaAddr}, &devOut, &devErr)
+		devDone <- run(ctx, []string{"dev", "--seed", "--api-addr", apiAddr, "--kafka-addr", kafkaAddr}, stdio{out: &devOut, err: &devErr})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -41,7 +41,7 @@ func TestCLICheckAndFilter(t *testing.T) {
 	t.Setenv("SUPPRESSD_API_KEY", devAPIKey)
 	cli := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
-		code := run(context.Background(), args, &out, &errb)
+		code := run(context.Background(), args, stdio{out: &out, err: &errb})
 		return code, out.String(), errb.String()
 	}
 	require.Eventually(t, func() bool {

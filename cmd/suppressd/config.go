@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -13,8 +14,9 @@ import (
 	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/internal/kafkaconn"
 	"github.com/suppressd/suppressd/internal/redisconn"
+	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 	"github.com/suppressd/suppressd/unsubscribe"
 )
 
@@ -41,6 +43,10 @@ type Config struct {
 	// PhoneRegion reads phone numbers written without a country code
 	// (ISO 3166-1 alpha-2, e.g. US). Empty rejects them.
 	PhoneRegion string `envconfig:"PHONE_REGION"`
+	// AutoRebuild lets the consumer role rebuild a store that holds no
+	// suppression list (a new deployment, or Redis lost its data) from
+	// Kafka by itself. Off, an operator runs `suppressd rebuild`.
+	AutoRebuild bool `envconfig:"AUTO_REBUILD" default:"true"`
 
 	API      APIConfig        `envconfig:"API"`
 	Link     LinkConfig       `envconfig:"LINK"`
@@ -197,13 +203,30 @@ func contains(xs []string, s string) bool {
 	return false
 }
 
-// loadConfig reads and validates the configuration.
-func loadConfig() (Config, error) {
+// settings is the configuration parsed and validated once: what every
+// command and role receives.
+type settings struct {
+	Config
+	pepper     []byte
+	keyer      suppression.Keyer
+	normalizer suppression.Normalizer
+	apiKeys    []api.Key            // the api role's
+	keyring    *unsubscribe.Keyring // nil: no unsubscribe links
+	storeOpts  redisstore.Options
+	validator  *schemas.Validator
+}
+
+// load reads the environment, lets roles (the --role flag) override
+// SUPPRESSD_ROLE when not empty, and validates.
+func load(roles string) (*settings, error) {
 	c, err := readConfig()
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	return c, c.validate()
+	if roles != "" {
+		c.Roles = strings.Split(roles, ",")
+	}
+	return c.settle()
 }
 
 // readConfig reads the configuration without validating it.
@@ -217,70 +240,78 @@ func readConfig() (Config, error) {
 
 var knownRoles = []string{"api", "consumer"}
 
-func (c Config) validate() error {
+// settle validates the configuration and parses what needs parsing (keys,
+// keyring, pepper, schemas), once.
+func (c Config) settle() (*settings, error) {
+	s := &settings{Config: c}
 	if len(c.Roles) == 0 {
-		return fmt.Errorf("SUPPRESSD_ROLE: name at least one role (%s)", strings.Join(knownRoles, ", "))
+		return nil, fmt.Errorf("SUPPRESSD_ROLE: name at least one role (%s)", strings.Join(knownRoles, ", "))
 	}
 	for _, r := range c.Roles {
 		if !contains(knownRoles, r) {
-			return fmt.Errorf("SUPPRESSD_ROLE: unknown role %q (want %s)", r, strings.Join(knownRoles, ", "))
+			return nil, fmt.Errorf("SUPPRESSD_ROLE: unknown role %q (want %s)", r, strings.Join(knownRoles, ", "))
 		}
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
-		return err
+		return nil, err
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
-		return fmt.Errorf("SUPPRESSD_LOG_FORMAT: %q is not json or text", c.LogFormat)
+		return nil, fmt.Errorf("SUPPRESSD_LOG_FORMAT: %q is not json or text", c.LogFormat)
 	}
-	if _, err := c.pepper(); err != nil {
-		return err
+	var err error
+	if s.pepper, err = c.readPepper(); err != nil {
+		return nil, err
+	}
+	s.keyer = suppression.NewKeyer(s.pepper)
+	if s.normalizer, err = suppression.NewNormalizer(c.PhoneRegion); err != nil {
+		return nil, fmt.Errorf("SUPPRESSD_PHONE_REGION: %w", err)
 	}
 	if contains(c.Roles, "api") {
-		keys, err := c.API.keys()
-		if err != nil {
-			return err
+		if s.apiKeys, err = c.API.keys(); err != nil {
+			return nil, err
 		}
-		if len(keys) == 0 {
-			return fmt.Errorf("SUPPRESSD_API_KEYS: the api role needs at least one key (suppressd apikey makes one)")
+		if len(s.apiKeys) == 0 {
+			return nil, fmt.Errorf("SUPPRESSD_API_KEYS: the api role needs at least one key (suppressd apikey makes one)")
 		}
 		if c.API.StoreTimeout <= 0 || c.API.MaxBatch < 1 {
-			return fmt.Errorf("SUPPRESSD_API_STORE_TIMEOUT / SUPPRESSD_API_MAX_BATCH: must be positive")
+			return nil, fmt.Errorf("SUPPRESSD_API_STORE_TIMEOUT / SUPPRESSD_API_MAX_BATCH: must be positive")
 		}
 	}
-	if _, err := c.Link.keyring(); err != nil {
-		return err
+	if s.keyring, err = c.Link.keyring(); err != nil {
+		return nil, err
 	}
 	if c.Link.TTL < unsubscribe.MinTTL {
-		return fmt.Errorf("SUPPRESSD_LINK_TTL: %s is under the 720h (30 days) a link must keep working", c.Link.TTL)
-	}
-	if _, err := suppression.NewNormalizer(c.PhoneRegion); err != nil {
-		return fmt.Errorf("SUPPRESSD_PHONE_REGION: %w", err)
+		return nil, fmt.Errorf("SUPPRESSD_LINK_TTL: %s is under the 720h (30 days) a link must keep working", c.Link.TTL)
 	}
 	if err := c.Kafka.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := c.Redis.Validate(); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := redisstore.New(nil, c.storeOptions(suppression.Keyer{}, "")); err != nil {
-		return fmt.Errorf("SUPPRESSD_STORE_*: %w", err)
+	s.storeOpts = redisstore.Options{Prefix: c.Store.Prefix, BucketBits: c.Store.BucketBits, GroupBits: c.Store.GroupBits, Keying: s.keyer.Fingerprint()}
+	if err := s.storeOpts.Validate(); err != nil {
+		return nil, fmt.Errorf("SUPPRESSD_STORE_*: %w", err)
 	}
 	if len(c.Topics.All()) == 0 {
-		return fmt.Errorf("SUPPRESSD_TOPIC_*: no topic to consume")
+		return nil, fmt.Errorf("SUPPRESSD_TOPIC_*: no topic to consume")
 	}
 	if c.Topics.DeadLetter == "" || contains(c.Topics.All(), c.Topics.DeadLetter) {
-		return fmt.Errorf("SUPPRESSD_TOPIC_DEAD_LETTER: must be set and differ from the consumed topics")
+		return nil, fmt.Errorf("SUPPRESSD_TOPIC_DEAD_LETTER: must be set and differ from the consumed topics")
 	}
 	if c.Consumer.BatchSize < 1 || c.Consumer.BatchSize > 100000 {
-		return fmt.Errorf("SUPPRESSD_CONSUMER_BATCH_SIZE: %d is not between 1 and 100000", c.Consumer.BatchSize)
+		return nil, fmt.Errorf("SUPPRESSD_CONSUMER_BATCH_SIZE: %d is not between 1 and 100000", c.Consumer.BatchSize)
 	}
 	if c.Consumer.BackoffMin <= 0 || c.Consumer.BackoffMax < c.Consumer.BackoffMin {
-		return fmt.Errorf("SUPPRESSD_CONSUMER_BACKOFF_MIN/MAX: want 0 < min <= max")
+		return nil, fmt.Errorf("SUPPRESSD_CONSUMER_BACKOFF_MIN/MAX: want 0 < min <= max")
 	}
-	return nil
+	if s.validator, err = schemas.New(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
-func (c Config) pepper() ([]byte, error) {
+func (c Config) readPepper() ([]byte, error) {
 	switch {
 	case c.Pepper != "" && c.PepperFile != "":
 		return nil, fmt.Errorf("SUPPRESSD_PEPPER and SUPPRESSD_PEPPER_FILE: set one, not both")
@@ -306,10 +337,6 @@ func (c Config) pepper() ([]byte, error) {
 	return nil, nil
 }
 
-func (c Config) storeOptions(k suppression.Keyer, generation string) redisstore.Options {
-	return redisstore.Options{Prefix: c.Store.Prefix, Generation: generation, BucketBits: c.Store.BucketBits, GroupBits: c.Store.GroupBits, Keyer: k}
-}
-
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
@@ -318,7 +345,7 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-func (c Config) logger(w *os.File) *slog.Logger {
+func (c Config) logger(w io.Writer) *slog.Logger {
 	l, _ := parseLevel(c.LogLevel)
 	opts := &slog.HandlerOptions{Level: l}
 	if c.LogFormat == "text" {

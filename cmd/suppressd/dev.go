@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strconv"
@@ -32,9 +31,9 @@ const devAPIKey = "sdk_dev_only_not_secret"
 // embedded Kafka-protocol broker (kfake) and an embedded Redis-protocol
 // store (miniredis), with the same consumer, store and API code as
 // production.
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDev(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.err)
 	apiAddr := fs.String("api-addr", "127.0.0.1:8080", "where the API listens")
 	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "where the embedded broker listens (host must be 127.0.0.1; port 0 picks one)")
 	seed := fs.Bool("seed", false, "publish a few demo events at start")
@@ -82,12 +81,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.LogFormat == "json" && os.Getenv(envPrefix+"_LOG_FORMAT") == "" {
 		cfg.LogFormat = "text"
 	}
-	if err := cfg.validate(); err != nil {
+	s, err := cfg.settle()
+	if err != nil {
 		return err
 	}
-	log := cfg.logger(os.Stderr)
-	return serve(ctx, cfg, log, func(addr string) {
-		fmt.Fprintf(stdout, `suppressd dev: everything in one process, nothing installed, nothing kept.
+	log := s.logger(io.err)
+	return serve(ctx, s, log, func(addr string) {
+		fmt.Fprintf(io.out, `suppressd dev: everything in one process, nothing installed, nothing kept.
   API     http://%s   (API key: %s)
   Kafka   %s   (embedded broker; topics %s, %s, %s; dead letters %s)
   Redis   %s   (embedded store)
@@ -96,14 +96,14 @@ Try:
     -d '{"identifiers":[{"type":"email","value":"alice@example.org"}],"channel":"email","purpose":"marketing","topic":"newsletter"}'
 `, addr, devAPIKey, cfg.Kafka.Brokers[0], cfg.Topics.Unsubscribes, cfg.Topics.Consent, cfg.Topics.Erasure, cfg.Topics.DeadLetter,
 			store.Addr(), devAPIKey, addr)
-		if kr, err := cfg.Link.keyring(); err == nil && kr != nil {
+		if kr := s.keyring; kr != nil {
 			now := time.Now()
 			token, err := kr.Mint(unsubscribe.Claims{
 				Identifier: suppression.Identifier{Type: suppression.IDEmail, Value: "carol@example.org"},
 				Scopes:     []suppression.Scope{"topic:newsletter"},
 			}, now)
 			if err == nil {
-				fmt.Fprintf(stdout, "An unsubscribe link for carol@example.org (newsletter): %s/u/%s\n", cfg.Link.BaseURL, token)
+				fmt.Fprintf(io.out, "An unsubscribe link for carol@example.org (newsletter): %s/u/%s\n", cfg.Link.BaseURL, token)
 			}
 		}
 		if *seed {
@@ -111,7 +111,7 @@ Try:
 				log.Error("seeding demo events", "err", err)
 				return
 			}
-			fmt.Fprintln(stdout, "seeded: alice@example.org unsubscribed from topic:newsletter, bob@example.org asked for erasure, +1 800 555 0100 sent a GPC signal")
+			fmt.Fprintln(io.out, "seeded: alice@example.org unsubscribed from topic:newsletter, bob@example.org asked for erasure, +1 800 555 0100 sent a GPC signal")
 		}
 	})
 }

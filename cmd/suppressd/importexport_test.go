@@ -4,24 +4,32 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/suppressd/suppressd/consumer"
+	"github.com/suppressd/suppressd/importer"
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/internal/teststore"
 	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 // importCase is a provider export made by the test, following the
@@ -151,7 +159,7 @@ func TestImportEachFormat(t *testing.T) {
 			require.NoError(t, os.WriteFile(path, []byte(tc.body), 0o600))
 
 			var out, errb bytes.Buffer
-			require.NoError(t, runImport(ctx, []string{"--format", tc.format, "--file", path, "--report", report}, &out, &errb), errb.String())
+			require.NoError(t, runCommand(ctx, &out, &errb, "import", "--format", tc.format, "--file", path, "--report", report), errb.String())
 			require.Equal(t, fmt.Sprintf("imported %d rows: %d published, %d rejected (report: %s)\n",
 				len(tc.good)+len(tc.bad), len(tc.good), len(tc.bad), report), out.String())
 
@@ -159,7 +167,7 @@ func TestImportEachFormat(t *testing.T) {
 			msgs := testkafka.ReadAll(ctx, t, brokers, topic, 1, len(tc.good)+1)
 			require.Len(t, msgs, len(tc.good))
 			ids := map[string]bool{}
-			var writes []redisstore.Write
+			var writes []suppression.Write
 			got := map[string]suppression.Reason{}
 			for _, m := range msgs {
 				d, err := v.Decode(m.Value, m.Time, norm)
@@ -173,7 +181,7 @@ func TestImportEachFormat(t *testing.T) {
 				require.Len(t, e.Identifiers, 1)
 				got[e.Identifiers[0].Value] = e.Reason
 				ids[e.ID] = true
-				writes = consumer.AppendWrites(writes, d)
+				writes = suppression.AppendWrites(writes, &d.Event, testKeyer.StorageKeys(nil, d.Keys))
 			}
 			require.Equal(t, tc.good, got)
 
@@ -203,14 +211,13 @@ func TestImportEachFormat(t *testing.T) {
 			// Applied to the store, every good address is suppressed.
 			rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 			defer rdb.Close()
-			store, err := redisstore.NewGenerations(rdb, redisstore.Options{Prefix: strings.ReplaceAll(testkafka.Unique("imp"), "-", "")}, 0)
-			require.NoError(t, err)
+			store := teststore.Build(t, rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: testKeyer.Fingerprint()})
 			_, err = store.Apply(ctx, writes)
 			require.NoError(t, err)
 			for email, reason := range tc.good {
 				keys, err := norm.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: email})
 				require.NoError(t, err)
-				recs, err := store.Get(ctx, suppression.DefaultNamespace, keys)
+				recs, err := store.Get(ctx, suppression.DefaultNamespace, testKeyer.StorageKeys(nil, keys))
 				require.NoError(t, err)
 				for _, rec := range recs {
 					require.True(t, rec["email"].Suppressed(), email)
@@ -220,7 +227,7 @@ func TestImportEachFormat(t *testing.T) {
 
 			// Importing the file again publishes the same events.
 			out.Reset()
-			require.NoError(t, runImport(ctx, []string{"--format", tc.format, "--file", path, "--report", report}, &out, &errb), errb.String())
+			require.NoError(t, runCommand(ctx, &out, &errb, "import", "--format", tc.format, "--file", path, "--report", report), errb.String())
 			again := testkafka.ReadAll(ctx, t, brokers, topic, 1, 2*len(tc.good))
 			require.Len(t, again, 2*len(tc.good))
 			againIDs := map[string]bool{}
@@ -246,12 +253,12 @@ func TestImportDryRunAndScopes(t *testing.T) {
 
 	t.Setenv("SUPPRESSD_KAFKA_BROKERS", "127.0.0.1:1") // nothing listens: a dry run must not care
 	var out, errb bytes.Buffer
-	require.NoError(t, runImport(ctx, []string{"--format", "csv", "--file", path, "--dry-run"}, &out, &errb))
+	require.NoError(t, runCommand(ctx, &out, &errb, "import", "--format", "csv", "--file", path, "--dry-run"))
 	require.Equal(t, fmt.Sprintf("checked 3 rows: 2 valid, 1 rejected (report: %s.rejected.csv); nothing published (--dry-run)\n", path), out.String())
 
 	t.Setenv("SUPPRESSD_KAFKA_BROKERS", strings.Join(brokers, ","))
 	out.Reset()
-	require.NoError(t, runImport(ctx, []string{"--format", "csv", "--file", path, "--scope", "marketing,topic:news", "--scope", "sms", "--namespace", "brand-a"}, &out, &errb))
+	require.NoError(t, runCommand(ctx, &out, &errb, "import", "--format", "csv", "--file", path, "--scope", "marketing,topic:news", "--scope", "sms", "--namespace", "brand-a"))
 	msgs := testkafka.ReadAll(ctx, t, brokers, topic, 1, 2)
 	require.Len(t, msgs, 2)
 	v, err := schemas.New()
@@ -273,18 +280,18 @@ func TestImportFatal(t *testing.T) {
 	importEnv(ctx, t)
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	require.Error(t, runImport(ctx, []string{"--format", "ses", "--file", filepath.Join(dir, "missing.json")}, &out, &errb))
+	require.Error(t, runCommand(ctx, &out, &errb, "import", "--format", "ses", "--file", filepath.Join(dir, "missing.json")))
 
 	path := filepath.Join(dir, "broken.json")
 	require.NoError(t, os.WriteFile(path, []byte(`{"SuppressedDestinationSummaries": [{"EmailAddress": "a@example.org"`), 0o600))
-	err := runImport(ctx, []string{"--format", "ses", "--file", path, "--dry-run"}, &out, &errb)
+	err := runCommand(ctx, &out, &errb, "import", "--format", "ses", "--file", path, "--dry-run")
 	require.ErrorContains(t, err, "JSON")
 
 	good := filepath.Join(dir, "good.csv")
 	require.NoError(t, os.WriteFile(good, []byte("email\na@example.org\n"), 0o600))
 	t.Setenv("SUPPRESSD_KAFKA_BROKERS", "127.0.0.1:1")
 	t.Setenv("SUPPRESSD_KAFKA_DIAL_TIMEOUT", "200ms")
-	err = runImport(ctx, []string{"--format", "csv", "--file", good}, &out, &errb)
+	err = runCommand(ctx, &out, &errb, "import", "--format", "csv", "--file", good)
 	require.ErrorContains(t, err, "publish")
 }
 
@@ -298,11 +305,12 @@ func TestExportCommand(t *testing.T) {
 	t.Setenv("SUPPRESSD_REDIS_ADDRS", redisAddr)
 	t.Setenv("SUPPRESSD_STORE_PREFIX", prefix)
 	t.Setenv("SUPPRESSD_PEPPER", "ZXhwb3J0LXRlc3QtcGVwcGVyLTE2Yg==")
-	cfg, err := loadConfig()
+	s, err := load("")
 	require.NoError(t, err)
-	d, err := newDeps(cfg)
+	d, err := openStore(s)
 	require.NoError(t, err)
 	defer d.close()
+	buildStore(t, d)
 
 	emails := map[string]suppression.Reason{
 		"export.a@example.org": suppression.ReasonHardBounce, "export.b@gmail.com": suppression.ReasonComplaint,
@@ -316,18 +324,19 @@ func TestExportCommand(t *testing.T) {
 			Reason: reason, Origin: suppression.OriginSystem,
 		}
 		require.NoError(t, e.Normalize(time.Now()))
-		keys, err := d.normalizer.ExpandAll(e.Identifiers)
+		keys, err := s.normalizer.Expand(e.Identifiers...)
 		require.NoError(t, err)
-		_, err = d.store.Apply(ctx, consumer.AppendWrites(nil, schemas.Decoded{Event: e, Keys: keys}))
+		sks := s.keyer.StorageKeys(nil, keys)
+		_, err = d.store.Apply(ctx, suppression.AppendWrites(nil, &e, sks))
 		require.NoError(t, err)
-		for _, k := range keys {
-			wantKeys[d.store.KeyOf(k)] = reason
+		for _, k := range sks {
+			wantKeys[s.storeOpts.KeyText(k)] = reason
 		}
 	}
 
 	out := filepath.Join(t.TempDir(), "export.ndjson")
 	var stdout, stderr bytes.Buffer
-	require.NoError(t, runExport(ctx, []string{"--out", out}, &stdout, &stderr))
+	require.NoError(t, runCommand(ctx, &stdout, &stderr, "export", "--out", out))
 	require.Contains(t, stderr.String(), fmt.Sprintf("exported %d keys, %d lines", len(wantKeys), len(wantKeys)))
 	raw, err := os.ReadFile(out)
 	require.NoError(t, err)
@@ -352,6 +361,87 @@ func TestExportCommand(t *testing.T) {
 
 	// Another namespace exports nothing.
 	stderr.Reset()
-	require.NoError(t, runExport(ctx, []string{"--namespace", "nobody", "--out", filepath.Join(t.TempDir(), "empty")}, &stdout, &stderr))
+	require.NoError(t, runCommand(ctx, &stdout, &stderr, "export", "--namespace", "nobody", "--out", filepath.Join(t.TempDir(), "empty")))
 	require.Contains(t, stderr.String(), "exported 0 keys")
+}
+
+// TestImportCLIAndAPIAgree: the same SES export imported with `suppressd
+// import` and with POST /v1/import of a running api role publishes the same
+// event ids, each keyed with the pepper (an unkeyed id could be tested
+// against guessed addresses).
+func TestImportCLIAndAPIAgree(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	brokers, topic := importEnv(ctx, t)
+	pepper := "aW1wb3J0LWFncmVlLXBlcHBlci0xNmI="
+	t.Setenv("SUPPRESSD_PEPPER", pepper)
+	t.Setenv("SUPPRESSD_REDIS_ADDRS", testenv.RedisAddr(t))
+	t.Setenv("SUPPRESSD_STORE_PREFIX", teststore.Prefix())
+	t.Setenv("SUPPRESSD_API_ADDR", "127.0.0.1:0")
+	t.Setenv("SUPPRESSD_API_KEYS", "ops:admin:"+sha256hex("sdk_import_admin"))
+	var ses importCase
+	for _, c := range importCases {
+		if c.format == "ses" {
+			ses = c
+		}
+	}
+	require.NotEmpty(t, ses.good)
+	path := filepath.Join(t.TempDir(), ses.file)
+	require.NoError(t, os.WriteFile(path, []byte(ses.body), 0o600))
+	ids := func(msgs []kafka.Message) []string {
+		var out []string
+		for _, m := range msgs {
+			var env struct{ ID string }
+			require.NoError(t, json.Unmarshal(m.Value, &env))
+			out = append(out, env.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	var out, errb bytes.Buffer
+	require.NoError(t, runCommand(ctx, &out, &errb, "import", "--format", "ses", "--file", path, "--report", path+".rej"))
+	cli := ids(testkafka.ReadAll(ctx, t, brokers, topic, 1, len(ses.good)))
+	require.Len(t, cli, len(ses.good))
+
+	s, err := load("api")
+	require.NoError(t, err)
+	addr := make(chan string, 1)
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- serve(sctx, s, s.logger(io.Discard), func(a string) { addr <- a }) }()
+	defer func() { stop(); require.NoError(t, <-done) }()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+<-addr+"/v1/import?format=ses", strings.NewReader(ses.body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer sdk_import_admin")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	both := testkafka.ReadAll(ctx, t, brokers, topic, 1, 2*len(ses.good))
+	require.Len(t, both, 2*len(ses.good))
+	api := ids(both[len(ses.good):])
+	require.Equal(t, cli, api, "the CLI and the API publish the same event ids for the same file")
+
+	// Keyed with the pepper: not the ids an unkeyed hash gives.
+	keyed, err := base64.StdEncoding.DecodeString(pepper)
+	require.NoError(t, err)
+	var want, unkeyed []string
+	require.NoError(t, importer.Parse(strings.NewReader(ses.body), importer.Options{Format: importer.FormatSES, Normalizer: s.normalizer},
+		func(r importer.Row) error {
+			want = append(want, importer.EventID(importer.FormatSES, r, suppression.NewKeyer(keyed)))
+			unkeyed = append(unkeyed, importer.EventID(importer.FormatSES, r, suppression.NewKeyer(nil)))
+			return nil
+		}, func(importer.Rejection) error { return nil }))
+	slices.Sort(want)
+	require.Equal(t, want, cli)
+	for _, id := range unkeyed {
+		require.NotContains(t, cli, id)
+	}
+}
+
+func sha256hex(s string) string {
+	d := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(d[:])
 }

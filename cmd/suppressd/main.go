@@ -21,11 +21,18 @@ import (
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
+// stdio is a command's standard streams: the process's in main, buffers in
+// tests.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
 // command is one subcommand. It returns an error for main to print; flag
 // errors are usageError so main can exit 2.
 type command struct {
 	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	run     func(ctx context.Context, args []string, io stdio) error
 }
 
 func commands() map[string]command {
@@ -40,6 +47,8 @@ func commands() map[string]command {
 		"check":    {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed)", runCheck},
 		"filter":   {"stream a hashed audience list through the API, keep what may be targeted", runFilter},
 		"rebuild":  {"replay the topics into a fresh store generation and switch to it", runRebuild},
+		"import":   {"publish a mail provider's suppression export (SES, SendGrid, Postmark, Mailgun, CSV) as suppress events", runImport},
+		"export":   {"stream the suppression list as NDJSON of storage keys, scopes and registers (no identifiers)", runExport},
 	}
 }
 
@@ -50,12 +59,16 @@ func (u usageError) Unwrap() error { return u.error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr})
 	stop()
 	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, io stdio) int {
+	if io.in == nil {
+		io.in = strings.NewReader("")
+	}
+	stderr := io.err
 	cmds := commands()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr, cmds)
@@ -70,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr, cmds)
 		return 2
 	}
-	err := cmd.run(ctx, args[1:], stdout, stderr)
+	err := cmd.run(ctx, args[1:], io)
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
@@ -99,13 +112,13 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 }
 
-func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runVersion(_ context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.err)
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	fmt.Fprintln(stdout, versionString())
+	fmt.Fprintln(io.out, versionString())
 	return nil
 }
 

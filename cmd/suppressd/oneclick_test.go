@@ -61,7 +61,7 @@ func TestOneClickEndToEnd(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, err := loadConfig()
+	cfg, err := load("")
 	require.NoError(t, err)
 	ready := make(chan struct{})
 	sctx, stop := context.WithCancel(context.Background())
@@ -71,7 +71,7 @@ func TestOneClickEndToEnd(t *testing.T) {
 	<-ready
 
 	var out, errb bytes.Buffer
-	require.Equal(t, 0, run(ctx, []string{"link", "--email", "One.Click@example.org", "--scope", "topic:news", "--campaign", "c-42"}, &out, &errb), errb.String())
+	require.Equal(t, 0, run(ctx, []string{"link", "--email", "One.Click@example.org", "--scope", "topic:news", "--campaign", "c-42"}, stdio{out: &out, err: &errb}), errb.String())
 	require.Contains(t, out.String(), "List-Unsubscribe-Post: List-Unsubscribe=One-Click\n")
 	require.Contains(t, out.String(), "<mailto:unsubscribe@example.org?subject=unsubscribe>")
 	require.NotContains(t, out.String(), "One.Click", "the link does not expose the address")

@@ -23,9 +23,10 @@ import (
 
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/internal/teststore"
 	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 // buildBinary builds suppressd once per test binary run, with the race
@@ -150,14 +151,16 @@ func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
 
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
-	store, err := redisstore.NewGenerations(rdb, redisstore.Options{Prefix: prefix, Keyer: suppression.NewKeyer(pepper)}, 0)
-	require.NoError(t, err)
+	// A deployment that has run before: its store is built, so the
+	// consumer consumes instead of rebuilding from the topic.
+	keyer := suppression.NewKeyer(pepper)
+	store := teststore.Build(t, rdb, redisstore.Options{Prefix: prefix, Keying: keyer.Fingerprint()})
 	norm := suppression.Normalizer{DefaultRegion: "US"}
-	keys := make([]suppression.MatchKey, n)
+	keys := make([]suppression.StorageKey, n)
 	for i, e := range events {
 		k, err := norm.Expand(e.Identifiers[0])
 		require.NoError(t, err)
-		keys[i] = k[0]
+		keys[i] = keyer.StorageKey(k[0])
 	}
 	applied := func() int {
 		recs, err := store.Get(ctx, suppression.DefaultNamespace, keys)
@@ -191,7 +194,7 @@ func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
 	recs, err := store.Get(ctx, suppression.DefaultNamespace, keys)
 	require.NoError(t, err)
 	for i, rec := range recs {
-		want := redisstore.Record{"email": {suppression.Register(events[i].Change())}}
+		want := suppression.Record{"email": {suppression.Register(events[i].Change())}}
 		require.Equal(t, want, rec, "event %d", i)
 	}
 	m := second.metrics(t)
@@ -213,7 +216,7 @@ func TestServeRefusesMissingTopics(t *testing.T) {
 	t.Setenv("SUPPRESSD_TOPIC_UNSUBSCRIBES", testkafka.Unique("never-created"))
 	t.Setenv("SUPPRESSD_OPS_ADDR", freePort(t))
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"serve", "--role", "consumer"}, &out, &errb)
+	code := run(context.Background(), []string{"serve", "--role", "consumer"}, stdio{out: &out, err: &errb})
 	require.Equal(t, 1, code)
 	require.Contains(t, errb.String(), "never-created")
 	require.Contains(t, errb.String(), "do not exist: create them")
@@ -233,7 +236,7 @@ func TestServeRejectsBadConfig(t *testing.T) {
 			k, v, _ := strings.Cut(tc.env, "=")
 			t.Setenv(k, v)
 			var out, errb bytes.Buffer
-			code := run(context.Background(), []string{"serve"}, &out, &errb)
+			code := run(context.Background(), []string{"serve"}, stdio{out: &out, err: &errb})
 			require.Equal(t, 1, code)
 			require.Contains(t, errb.String(), tc.want)
 		})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -22,9 +20,9 @@ import (
 // state the store holds now. Kafka is the audit trail, so this reads every
 // topic from its first offset: an operator's tool, not a hot path. Nothing
 // raw is printed: identifiers show as match-key prefixes.
-func runSubjects(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runSubjects(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("subjects", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.err)
 	var emails, phones, userIDs multiFlag
 	fs.Var(&emails, "email", "an email address (repeatable)")
 	fs.Var(&phones, "phone", "a phone number (repeatable)")
@@ -45,24 +43,23 @@ func runSubjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(ids) == 0 {
 		return usageError{errors.New("name the person: --email, --phone or --user-id")}
 	}
-	cfg, d, err := openDeps()
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	s, err := load("")
+	if err != nil {
+		return err
+	}
+	keys, err := s.normalizer.Expand(ids...)
+	if err != nil {
+		return usageError{err}
+	}
+	d, err := openStore(s)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	keys, err := d.normalizer.ExpandAll(ids)
-	if err != nil {
-		return usageError{err}
-	}
-	v, err := schemas.New()
-	if err != nil {
-		return err
-	}
-	dialer, err := cfg.Kafka.Dialer()
-	if err != nil {
-		return err
-	}
-	ends, err := endOffsets(ctx, cfg)
+	ends, err := s.Kafka.Ranges(ctx, s.Topics.All())
 	if err != nil {
 		return err
 	}
@@ -72,11 +69,8 @@ func runSubjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var history []found
 	for _, pr := range ends {
-		if pr.end <= pr.start {
-			continue
-		}
-		err := readPartition(ctx, cfg, dialer, pr, func(msg kafka.Message) error {
-			dec, err := v.Decode(msg.Value, msg.Time, d.normalizer)
+		err := s.Kafka.ReadRange(ctx, pr, func(msg kafka.Message) error {
+			dec, err := s.validator.Decode(msg.Value, msg.Time, s.normalizer)
 			if err != nil || dec.Event.Namespace != *namespace {
 				return nil
 			}
@@ -103,31 +97,31 @@ func runSubjects(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("read %s[%d]: %w", pr.topic, pr.partition, err)
+			return err
 		}
 	}
 	sort.SliceStable(history, func(i, j int) bool { return history[i].at.Before(history[j].at) })
-	fmt.Fprintf(stdout, "events naming %d match keys in namespace %s: %d\n", len(keys), *namespace, len(history))
+	fmt.Fprintf(io.out, "events naming %d match keys in namespace %s: %d\n", len(keys), *namespace, len(history))
 	for _, h := range history {
-		fmt.Fprintln(stdout, "  "+h.line)
+		fmt.Fprintln(io.out, "  "+h.line)
 	}
-	recs, err := d.store.Get(ctx, *namespace, keys)
+	recs, err := d.store.Get(ctx, *namespace, s.keyer.StorageKeys(nil, keys))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "state held now:")
+	fmt.Fprintln(io.out, "state held now:")
 	for i, rec := range recs {
-		for _, scope := range sortedScopeNames(rec) {
-			st := rec[suppression.Scope(scope)]
+		for _, scope := range rec.Scopes() {
+			st := rec[scope]
 			state := "allowed"
 			if st.Suppressed() {
 				state = "suppressed"
 			}
-			fmt.Fprintf(stdout, "  %s %s: %s", keys[i], scope, state)
+			fmt.Fprintf(io.out, "  %s %s: %s", keys[i], scope, state)
 			for _, r := range st {
-				fmt.Fprintf(stdout, " [%s %s %s %s]", r.Action, r.Reason, r.Origin, r.Stamp.Time().Format(time.RFC3339))
+				fmt.Fprintf(io.out, " [%s %s %s %s]", r.Action, r.Reason, r.Origin, r.Stamp.Time().Format(time.RFC3339))
 			}
-			fmt.Fprintln(stdout)
+			fmt.Fprintln(io.out)
 		}
 	}
 	return nil
@@ -139,13 +133,4 @@ func joinScopes(ss []suppression.Scope) string {
 		parts[i] = string(s)
 	}
 	return strings.Join(parts, ",")
-}
-
-func sortedScopeNames[M ~map[suppression.Scope]V, V any](m M) []string {
-	out := make([]string, 0, len(m))
-	for s := range m {
-		out = append(out, string(s))
-	}
-	sort.Strings(out)
-	return out
 }

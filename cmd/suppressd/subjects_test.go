@@ -54,8 +54,15 @@ func TestSubjectsHistory(t *testing.T) {
 		mk("h-3", suppression.EventHardBounce, 3*time.Minute, suppression.Identifier{Type: suppression.IDUserID, Value: "u-9"}, phone),
 	))
 
+	st, err := load("")
+	require.NoError(t, err)
+	d, err := openStore(st)
+	require.NoError(t, err)
+	defer d.close()
+	buildStore(t, d)
+
 	var out, errb bytes.Buffer
-	code := run(ctx, []string{"subjects", "--email", "History.Person+promo@gmail.com", "--phone", "+16502530000"}, &out, &errb)
+	code := run(ctx, []string{"subjects", "--email", "History.Person+promo@gmail.com", "--phone", "+16502530000"}, stdio{out: &out, err: &errb})
 	require.Equal(t, 0, code, errb.String())
 	o := out.String()
 	require.Contains(t, o, ": 3\n", o)

@@ -88,6 +88,7 @@ chart names them; a key missing here cannot be set.
 logLevel: SUPPRESSD_LOG_LEVEL
 logFormat: SUPPRESSD_LOG_FORMAT
 phoneRegion: SUPPRESSD_PHONE_REGION
+autoRebuild: SUPPRESSD_AUTO_REBUILD
 kafkaBrokers: SUPPRESSD_KAFKA_BROKERS
 kafkaSaslMechanism: SUPPRESSD_KAFKA_SASL_MECHANISM
 kafkaSaslUsername: SUPPRESSD_KAFKA_SASL_USERNAME

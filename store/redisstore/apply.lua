@@ -1,7 +1,11 @@
--- apply.lua: fold changes into the records of one bucket, atomically.
+-- apply.lua: fold changes into the records of one slot group, atomically.
 --
--- KEYS     buckets of one slot group (hashes: field = the rest of a storage
---          key, value = the record)
+-- KEYS[1]  the group's marker: written when the generation was built; if it
+--          is missing the server lost its data (or the generation was never
+--          built), and nothing is written: a partial store must not pass
+--          for a whole one
+-- KEYS[2..] buckets of the group (hashes: field = the rest of a storage key,
+--          value = the record)
 -- ARGV     quadruples: index into KEYS, field, changes (entries in the record
 --          layout of codec.go), number of entries
 -- returns  the number of changes that altered a record
@@ -110,6 +114,10 @@ local function apply(entries, c)
   end
   out[#out + 1] = c
   return out, true
+end
+
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('NOTBUILT marker ' .. KEYS[1] .. ' is missing')
 end
 
 local changed = 0

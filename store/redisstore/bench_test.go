@@ -15,18 +15,18 @@ import (
 	"github.com/suppressd/suppressd/suppression"
 )
 
-func benchKey(i int) suppression.MatchKey {
+func benchKey(i int) suppression.StorageKey {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(i))
-	return suppression.MatchKey{Kind: suppression.KindEmail, Hash: sha256.Sum256(b[:])}
+	return sha256.Sum256(b[:])
 }
 
-func benchWrites(from, n int) []Write {
-	ws := make([]Write, n)
+func benchWrites(from, n int) []suppression.Write {
+	ws := make([]suppression.Write, n)
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	for i := range ws {
 		id := from + i
-		ws[i] = Write{Namespace: "default", Key: benchKey(id), Scope: suppression.ScopeGlobal, Change: suppression.Change{
+		ws[i] = suppression.Write{Namespace: "default", Key: benchKey(id), Scope: suppression.ScopeGlobal, Change: suppression.Change{
 			Action: suppression.ActionSuppress, Reason: suppression.ReasonUnsubscribe,
 			Stamp:  suppression.NewStamp(at, "/unsubscribe-link", strconv.Itoa(id)),
 			Origin: suppression.OriginRecipient, Source: "/unsubscribe-link",
@@ -57,10 +57,7 @@ func BenchmarkApply(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b)})
 	defer rdb.Close()
 	bits, _ := strconv.Atoi(getenv("BITS"))
-	s, err := New(rdb, Options{Prefix: uniquePrefix(), BucketBits: bits, Keyer: suppression.NewKeyer([]byte("pepper"))})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := buildStore(b, rdb, Options{Prefix: uniquePrefix(), BucketBits: bits})
 	const batch = 1000
 	ctx := context.Background()
 	b.ResetTimer()
@@ -77,15 +74,12 @@ func BenchmarkApply(b *testing.B) {
 func BenchmarkGet(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b)})
 	defer rdb.Close()
-	s, err := New(rdb, Options{Prefix: uniquePrefix(), Keyer: suppression.NewKeyer([]byte("pepper"))})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := buildStore(b, rdb, Options{Prefix: uniquePrefix()})
 	ctx := context.Background()
 	if _, err := s.Apply(ctx, benchWrites(0, 10000)); err != nil {
 		b.Fatal(err)
 	}
-	keys := make([]suppression.MatchKey, 1000)
+	keys := make([]suppression.StorageKey, 1000)
 	for i := range keys {
 		keys[i] = benchKey(i * 97) // 1 in ~10 present
 	}
@@ -117,10 +111,7 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 		if err := rdb.ConfigSet(ctx, "hash-max-listpack-entries", "512").Err(); err != nil {
 			b.Fatal(err)
 		}
-		s, err := New(rdb, Options{Keyer: suppression.NewKeyer([]byte("pepper"))})
-		if err != nil {
-			b.Fatal(err)
-		}
+		s := buildStore(b, rdb, Options{})
 		before := usedMemory(b, rdb)
 		for from := 0; from < n; from += 5000 {
 			if _, err := s.Apply(ctx, benchWrites(from, min(5000, n-from))); err != nil {

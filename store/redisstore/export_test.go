@@ -20,15 +20,15 @@ func TestExport(t *testing.T) {
 	n := suppression.Normalizer{}
 	for name, rdb := range servers(t) {
 		t.Run(name, func(t *testing.T) {
-			g, err := NewGenerations(rdb, Options{Prefix: uniquePrefix(), BucketBits: 12, GroupBits: 4, Keyer: suppression.NewKeyer([]byte("export-test-pepper"))}, 0)
-			require.NoError(t, err)
+			g := buildStore(t, rdb, Options{Prefix: uniquePrefix(), BucketBits: 12, GroupBits: 4, Keying: "export-test"})
+			keyer := suppression.NewKeyer([]byte("export-test-pepper"))
 			at := suppression.NewStamp(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), "/import/ses", "id")
 			type want struct {
 				reason     suppression.Reason
 				suppressed bool
 			}
 			wants := map[string]want{} // "key scope" -> what the export must say
-			var writes []Write
+			var writes []suppression.Write
 			var raw []string
 			for i := range 20 {
 				email := fmt.Sprintf("export.person%d@example.org", i)
@@ -36,24 +36,24 @@ func TestExport(t *testing.T) {
 				keys, err := n.Expand(suppression.Identifier{Type: suppression.IDEmail, Value: email})
 				require.NoError(t, err)
 				reason := []suppression.Reason{suppression.ReasonHardBounce, suppression.ReasonComplaint, suppression.ReasonUnsubscribe}[i%3]
-				for _, k := range keys {
-					writes = append(writes, Write{Namespace: "exp", Key: k, Scope: "email", Change: suppression.Change{
+				for _, k := range keyer.StorageKeys(nil, keys) {
+					writes = append(writes, suppression.Write{Namespace: "exp", Key: k, Scope: "email", Change: suppression.Change{
 						Action: suppression.ActionSuppress, Reason: reason, Stamp: at, Origin: suppression.OriginSystem, Source: "/import/ses",
 					}})
-					wants[g.KeyOf(k)+" email"] = want{reason, true}
+					wants[g.opts.KeyText(k)+" email"] = want{reason, true}
 					if i%5 == 0 { // a plain lift in another scope: exported, not suppressed
-						writes = append(writes, Write{Namespace: "exp", Key: k, Scope: "topic:news", Change: suppression.Change{
+						writes = append(writes, suppression.Write{Namespace: "exp", Key: k, Scope: "topic:news", Change: suppression.Change{
 							Action: suppression.ActionLift, Stamp: at, Origin: suppression.OriginRecipient, Source: "/prefs",
 						}})
-						wants[g.KeyOf(k)+" topic:news"] = want{"", false}
+						wants[g.opts.KeyText(k)+" topic:news"] = want{"", false}
 					}
 					// Another namespace: not in the export of "exp".
-					writes = append(writes, Write{Namespace: "other", Key: k, Scope: "*", Change: suppression.Change{
+					writes = append(writes, suppression.Write{Namespace: "other", Key: k, Scope: "*", Change: suppression.Change{
 						Action: suppression.ActionSuppress, Reason: suppression.ReasonErasure, Stamp: at, Origin: suppression.OriginCustomer, Source: "/dsr",
 					}})
 				}
 			}
-			_, err = g.Apply(ctx, writes)
+			_, err := g.Apply(ctx, writes)
 			require.NoError(t, err)
 
 			seen := map[string]want{}
@@ -85,10 +85,10 @@ func TestExport(t *testing.T) {
 	}
 }
 
-func writesKeys(ws []Write) map[string]bool {
+func writesKeys(ws []suppression.Write) map[string]bool {
 	out := map[string]bool{}
 	for _, w := range ws {
-		out[w.Namespace+string(w.Key.Kind)+string(w.Key.Hash[:])] = true
+		out[w.Namespace+string(w.Key[:])] = true
 	}
 	return out
 }

@@ -164,12 +164,8 @@ func decodeEntries(b []byte) ([]entry, error) {
 	return out, nil
 }
 
-// Record is everything the store holds for one match key: the state of
-// each scope it has seen.
-type Record map[suppression.Scope]suppression.ScopeState
-
 // decodeRecord parses a stored value.
-func decodeRecord(v []byte) (Record, error) {
+func decodeRecord(v []byte) (suppression.Record, error) {
 	if len(v) == 0 {
 		return nil, fmt.Errorf("empty record")
 	}
@@ -180,7 +176,7 @@ func decodeRecord(v []byte) (Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := make(Record, 1)
+	rec := make(suppression.Record, 1)
 	for _, e := range es {
 		rec[e.scope] = append(rec[e.scope], e.reg)
 	}
@@ -190,16 +186,26 @@ func decodeRecord(v []byte) (Record, error) {
 	return rec, nil
 }
 
-// encodeRecord renders a record, for tests and tools that write directly.
-func encodeRecord(rec Record) ([]byte, error) {
-	b := []byte{recordFormat}
-	var err error
+// encodeEntries renders a record's registers as entries, without the
+// format byte: the changes apply.lua is asked to fold in. n is how many.
+func encodeEntries(rec suppression.Record) (b []byte, n int, err error) {
 	for s, st := range rec {
 		for _, r := range st {
 			if b, err = appendEntry(b, s, r); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
+			n++
 		}
 	}
-	return b, nil
+	return b, n, nil
+}
+
+// encodeRecord renders a record as stored, for tests and tools that write
+// directly.
+func encodeRecord(rec suppression.Record) ([]byte, error) {
+	b, _, err := encodeEntries(rec)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{recordFormat}, b...), nil
 }

@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -23,29 +22,25 @@ type ExportedKey struct {
 	// of the storage key the store keeps.
 	Bucket string
 	Field  [16]byte
-	Record Record
+	Record suppression.Record
 }
 
 // Key names the record as "<bucket hex>:<field hex>": the same text
-// KeyOf gives for a match key filed there.
+// Options.KeyText gives for a storage key filed there, so a holder of an
+// identifier can find its records in an export (and nobody else can).
 func (k ExportedKey) Key() string { return k.Bucket + ":" + hex.EncodeToString(k.Field[:]) }
 
-// KeyOf returns the exported key of a match key, so a holder of an
-// identifier can find its records in an export (and nobody else can).
-func (g *Generations) KeyOf(k suppression.MatchKey) string {
-	sk := g.opts.Keyer.StorageKey(k)
-	top := uint32(sk[0])<<16 | uint32(sk[1])<<8 | uint32(sk[2])
-	return hexDigits(top>>(24-g.opts.BucketBits), g.opts.BucketBits) + ":" + hex.EncodeToString(sk[3:19])
-}
-
 // Export calls fn for every record of namespace ns ("" for every namespace)
-// in the active generation. It scans the buckets with SCAN (on every
+// in the active generation, which must be ready. It scans the buckets with SCAN (on every
 // master of a cluster) and reads them one at a time with HGETALL, so its
 // memory does not grow with the store. fn is never called concurrently;
 // its error stops the export. A record written while the export runs may
 // or may not be in it.
-func (g *Generations) Export(ctx context.Context, ns string, fn func(ExportedKey) error) error {
-	active, _, err := g.current(ctx)
+func (s *Store) Export(ctx context.Context, ns string, fn func(ExportedKey) error) error {
+	if err := s.Ready(ctx); err != nil {
+		return err
+	}
+	p, err := s.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -54,12 +49,12 @@ func (g *Generations) Export(ctx context.Context, ns string, fn func(ExportedKey
 			return fmt.Errorf("namespace: %w", err)
 		}
 	}
-	prefix := g.opts.Prefix + ":" + active.opts.Generation + ":{"
-	pattern := prefix + ns + ":*"
+	prefix := s.opts.Prefix + ":" + p.active.gen + ":{"
+	pattern := prefix + "*}" + ns + ":*"
 	if ns == "" {
 		pattern = prefix + "*"
 	}
-	digits := (g.opts.BucketBits + 3) / 4
+	digits := (s.opts.BucketBits + 3) / 4
 	var mu sync.Mutex // masters are scanned in parallel; fn is called by one at a time
 	scan := func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, pattern, 500).Iterator()
@@ -93,30 +88,22 @@ func (g *Generations) Export(ctx context.Context, ns string, fn func(ExportedKey
 		}
 		return iter.Err()
 	}
-	switch c := g.rdb.(type) {
-	case *redis.ClusterClient:
-		return c.ForEachMaster(ctx, scan)
-	case *redis.Client:
-		return scan(ctx, c)
-	}
-	return errors.New("export needs a single-node, Sentinel or cluster client")
+	return forEachMaster(ctx, s.rdb, scan)
 }
 
-// parseBucketKey splits "<namespace>:<group>}<bucket>" (the part of a
-// bucket's key after "{").
+// parseBucketKey splits "<group>}<namespace>:<bucket>" (the part of a
+// bucket's key after "{"); a group's marker ("<group>}") is not a bucket.
 func parseBucketKey(s string, digits int) (ns, bucket string, ok bool) {
-	tag, bucket, found := strings.Cut(s, "}")
-	if !found || len(bucket) != digits {
+	_, rest, found := strings.Cut(s, "}")
+	i := strings.LastIndexByte(rest, ':')
+	if !found || i <= 0 || len(rest)-i-1 != digits {
 		return "", "", false
 	}
-	i := strings.LastIndexByte(tag, ':')
-	if i <= 0 {
-		return "", "", false
-	}
+	ns, bucket = rest[:i], rest[i+1:]
 	if _, err := hex.DecodeString(padEven(bucket)); err != nil {
 		return "", "", false
 	}
-	return tag[:i], bucket, true
+	return ns, bucket, true
 }
 
 func padEven(s string) string {

@@ -7,13 +7,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/store/storetest"
 	"github.com/suppressd/suppressd/suppression"
 )
 
 func TestCodecRoundTrip(t *testing.T) {
 	rng := mrand.New(mrand.NewPCG(5, 6))
 	for round := 0; round < 200; round++ {
-		want := expected(randomWrites(rng, 1+rng.IntN(20), 1))
+		want := storetest.Expected(storetest.RandomWrites(rng, "default", 1+rng.IntN(20), 1))["default"]
 		for _, rec := range want {
 			b, err := encodeRecord(rec)
 			require.NoError(t, err)
@@ -25,7 +26,7 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 func TestCodecRejects(t *testing.T) {
-	good, err := encodeRecord(Record{"*": {{Action: suppression.ActionSuppress, Reason: suppression.ReasonUnsubscribe, Origin: suppression.OriginRecipient, Source: "s"}}})
+	good, err := encodeRecord(suppression.Record{"*": {{Action: suppression.ActionSuppress, Reason: suppression.ReasonUnsubscribe, Origin: suppression.OriginRecipient, Source: "s"}}})
 	require.NoError(t, err)
 	for name, b := range map[string][]byte{
 		"empty":          {},

@@ -1,0 +1,88 @@
+package kafkaconn
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Range is the offsets of one partition: [Start, End).
+type Range struct {
+	Topic      string
+	Partition  int
+	Start, End int64
+}
+
+// Ranges lists every partition of topics with its first and end offset now.
+func (c Config) Ranges(ctx context.Context, topics []string) ([]Range, error) {
+	transport, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: transport, Timeout: 30 * time.Second}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", strings.Join(topics, ", "), err)
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, t := range meta.Topics {
+		if t.Error != nil {
+			return nil, fmt.Errorf("topic %s: %w", t.Name, t.Error)
+		}
+		for _, p := range t.Partitions {
+			req.Topics[t.Name] = append(req.Topics[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	resp, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets: %w", err)
+	}
+	var out []Range
+	for topic, parts := range resp.Topics {
+		for _, p := range parts {
+			if p.Error != nil {
+				return nil, fmt.Errorf("offsets of %s[%d]: %w", topic, p.Partition, p.Error)
+			}
+			out = append(out, Range{Topic: topic, Partition: p.Partition, Start: p.FirstOffset, End: p.LastOffset})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Topic < out[j].Topic || out[i].Topic == out[j].Topic && out[i].Partition < out[j].Partition
+	})
+	return out, nil
+}
+
+// ReadRange calls fn for every message of a partition in [Start, End), in
+// order, without a consumer group.
+func (c Config) ReadRange(ctx context.Context, r Range, fn func(kafka.Message) error) error {
+	if r.End <= r.Start {
+		return nil
+	}
+	dialer, err := c.Dialer()
+	if err != nil {
+		return err
+	}
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: c.Brokers, Topic: r.Topic, Partition: r.Partition, Dialer: dialer,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
+	})
+	defer reader.Close()
+	if err := reader.SetOffset(r.Start); err != nil {
+		return err
+	}
+	for next := r.Start; next < r.End; {
+		msg, err := reader.FetchMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s[%d]@%d: %w", r.Topic, r.Partition, next, err)
+		}
+		next = msg.Offset + 1
+		if err := fn(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}

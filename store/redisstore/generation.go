@@ -1,0 +1,325 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/suppressd/suppressd/suppression"
+)
+
+var (
+	//go:embed apply.lua
+	applyLua string
+	//go:embed read.lua
+	readLua string
+
+	applyScript = redis.NewScript(applyLua)
+	readScript  = redis.NewScript(readLua)
+)
+
+// generation reads and writes the records of one layout generation. It
+// knows nothing of which generation is active: Store routes to it.
+type generation struct {
+	rdb redis.UniversalClient
+	names
+}
+
+func newGeneration(rdb redis.UniversalClient, opts Options, gen string) *generation {
+	return &generation{rdb: rdb, names: names{opts: opts, gen: gen}}
+}
+
+// group is the part of a batch that falls in one slot group: one script
+// call.
+type group struct {
+	marker string
+	keys   []string // buckets
+	keyIdx map[string]int
+	// fields of the group, in the order first seen
+	fields []groupField
+	index  map[location]int
+}
+
+type groupField struct {
+	bucket int // index into keys
+	field  string
+	rec    suppression.Record
+	slots  []int // for reads: positions in the caller's keys
+}
+
+type batch struct {
+	groups map[uint32]*group
+	order  []uint32
+}
+
+func (g *generation) split(ns string, keys func(yield func(int, suppression.StorageKey))) *batch {
+	b := &batch{groups: map[uint32]*group{}}
+	keys(func(i int, sk suppression.StorageKey) {
+		loc := g.locate(ns, sk)
+		grp, ok := b.groups[loc.group]
+		if !ok {
+			grp = &group{marker: g.marker(loc.group), keyIdx: map[string]int{}, index: map[location]int{}}
+			b.groups[loc.group] = grp
+			b.order = append(b.order, loc.group)
+		}
+		fi, ok := grp.index[loc]
+		if !ok {
+			ki, ok := grp.keyIdx[loc.bucket]
+			if !ok {
+				ki = len(grp.keys)
+				grp.keyIdx[loc.bucket] = ki
+				grp.keys = append(grp.keys, loc.bucket)
+			}
+			fi = len(grp.fields)
+			grp.index[loc] = fi
+			grp.fields = append(grp.fields, groupField{bucket: ki, field: loc.field})
+		}
+		grp.fields[fi].slots = append(grp.fields[fi].slots, i)
+	})
+	return b
+}
+
+// apply folds writes into the generation; see suppression.Store.Apply.
+func (g *generation) apply(ctx context.Context, writes []suppression.Write) (int, error) {
+	if len(writes) == 0 {
+		return 0, nil
+	}
+	// One namespace per split; a batch may span several.
+	byNS := map[string][]int{}
+	var nsOrder []string
+	for i, w := range writes {
+		if _, ok := byNS[w.Namespace]; !ok {
+			if err := suppression.CheckName(w.Namespace); err != nil {
+				return 0, fmt.Errorf("namespace: %w", err)
+			}
+			nsOrder = append(nsOrder, w.Namespace)
+		}
+		byNS[w.Namespace] = append(byNS[w.Namespace], i)
+	}
+	// Fold the batch's changes per record in Go first: the script then gets
+	// one reduced state per field, and a new field is a plain HSETNX.
+	type call struct {
+		keys []string
+		args []any
+	}
+	var calls []call
+	for _, ns := range nsOrder {
+		idx := byNS[ns]
+		b := g.split(ns, func(yield func(int, suppression.StorageKey)) {
+			for _, i := range idx {
+				yield(i, writes[i].Key)
+			}
+		})
+		for _, gn := range b.order {
+			grp := b.groups[gn]
+			args := make([]any, 0, 4*len(grp.fields))
+			for _, f := range grp.fields {
+				rec := suppression.Record{}
+				for _, wi := range f.slots {
+					w := writes[wi]
+					rec[w.Scope], _ = rec[w.Scope].Apply(w.Change)
+				}
+				blob, n, err := encodeEntries(rec)
+				if err != nil {
+					return 0, fmt.Errorf("encode change: %w", err)
+				}
+				args = append(args, f.bucket+2, f.field, blob, n)
+			}
+			calls = append(calls, call{keys: append([]string{grp.marker}, grp.keys...), args: args})
+		}
+	}
+	run := func() (int, error) {
+		cmds := make([]*redis.Cmd, 0, len(calls))
+		_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range calls {
+				cmds = append(cmds, applyScript.EvalSha(ctx, p, c.keys, c.args...))
+			}
+			return nil
+		})
+		changed := 0
+		for _, c := range cmds {
+			n, cerr := c.Int()
+			if cerr != nil {
+				return 0, cerr
+			}
+			changed += n
+		}
+		return changed, err
+	}
+	changed, err := g.withScripts(ctx, run)
+	if err != nil {
+		return 0, g.wrap(fmt.Sprintf("apply %d writes", len(writes)), err)
+	}
+	return changed, nil
+}
+
+// get reads records; see suppression.Store.Get.
+func (g *generation) get(ctx context.Context, ns string, keys []suppression.StorageKey) ([]suppression.Record, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	b := g.split(ns, func(yield func(int, suppression.StorageKey)) {
+		for i, k := range keys {
+			yield(i, k)
+		}
+	})
+	type call struct {
+		grp  *group
+		keys []string
+		args []any
+	}
+	calls := make([]call, 0, len(b.order))
+	for _, gn := range b.order {
+		grp := b.groups[gn]
+		// Fields per bucket, in bucket order, as read.lua wants them.
+		perBucket := make([][]string, len(grp.keys))
+		for _, f := range grp.fields {
+			perBucket[f.bucket] = append(perBucket[f.bucket], f.field)
+		}
+		args := make([]any, 0, 2*len(grp.keys)+len(grp.fields))
+		for bi, fs := range perBucket {
+			args = append(args, bi+2, len(fs))
+			for _, f := range fs {
+				args = append(args, f)
+			}
+		}
+		calls = append(calls, call{grp: grp, keys: append([]string{grp.marker}, grp.keys...), args: args})
+	}
+	var cmds []*redis.Cmd
+	run := func() (int, error) {
+		cmds = make([]*redis.Cmd, len(calls))
+		if len(calls) == 1 {
+			// One group (most single checks): a plain command, no pipeline.
+			cmds[0] = readScript.EvalSha(ctx, g.rdb, calls[0].keys, calls[0].args...)
+			return 0, cmds[0].Err()
+		}
+		_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, c := range calls {
+				cmds[i] = readScript.EvalSha(ctx, p, c.keys, c.args...)
+			}
+			return nil
+		})
+		return 0, err
+	}
+	if _, err := g.withScripts(ctx, run); err != nil {
+		return nil, g.wrap(fmt.Sprintf("read %d keys", len(keys)), err)
+	}
+	out := make([]suppression.Record, len(keys))
+	for ci, c := range calls {
+		vals, err := cmds[ci].Slice()
+		if err != nil {
+			return nil, g.wrap(fmt.Sprintf("read %d keys", len(keys)), err)
+		}
+		// Values come back bucket by bucket, each bucket's fields in the
+		// order they were listed.
+		perBucket := make([][]int, len(c.grp.keys))
+		for fi, f := range c.grp.fields {
+			perBucket[f.bucket] = append(perBucket[f.bucket], fi)
+		}
+		vi := 0
+		for _, fis := range perBucket {
+			for _, fi := range fis {
+				v := vals[vi]
+				vi++
+				s, ok := v.(string)
+				if !ok {
+					continue
+				}
+				rec, err := decodeRecord([]byte(s))
+				if err != nil {
+					return nil, fmt.Errorf("bucket %s: %w", c.grp.keys[c.grp.fields[fi].bucket], err)
+				}
+				for _, slot := range c.grp.fields[fi].slots {
+					out[slot] = rec
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// withScripts runs f, and once more after loading the scripts if a
+// restarted or failed-over server lost its script cache (the work is
+// idempotent).
+func (g *generation) withScripts(ctx context.Context, f func() (int, error)) (int, error) {
+	n, err := f()
+	if err != nil && isNoScript(err) {
+		if lerr := loadScripts(ctx, g.rdb); lerr != nil {
+			return 0, fmt.Errorf("load scripts: %w", lerr)
+		}
+		n, err = f()
+	}
+	return n, err
+}
+
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
+
+func isNotBuilt(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOTBUILT") }
+
+func loadScripts(ctx context.Context, rdb redis.UniversalClient) error {
+	load := func(ctx context.Context, c redis.Scripter) error {
+		for _, s := range []*redis.Script{applyScript, readScript} {
+			if err := s.Load(ctx, c).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		return c.ForEachShard(ctx, func(ctx context.Context, shard *redis.Client) error { return load(ctx, shard) })
+	}
+	return load(ctx, rdb)
+}
+
+// wrap classifies a Redis error for the contract: a missing marker is
+// ErrNotBuilt, anything else from the server or the network ErrUnavailable.
+func (g *generation) wrap(what string, err error) error {
+	if isNotBuilt(err) {
+		return fmt.Errorf("%w: generation %s: %s: %s (the server lost its data or the generation was never built; it is rebuilt from Kafka)",
+			suppression.ErrNotBuilt, g.gen, what, strings.TrimPrefix(err.Error(), "NOTBUILT "))
+	}
+	if errors.Is(err, suppression.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", suppression.ErrUnavailable, what, err)
+}
+
+// missingMarkers returns how many of the generation's group markers are
+// missing (0: the whole generation is present).
+func (g *generation) missingMarkers(ctx context.Context) (int, error) {
+	cmds := make([]*redis.IntCmd, g.groups())
+	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.Exists(ctx, g.marker(uint32(i)))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, g.wrap("check markers", err)
+	}
+	missing := 0
+	for _, c := range cmds {
+		if c.Val() == 0 {
+			missing++
+		}
+	}
+	return missing, nil
+}
+
+// writeMarkers writes every group's marker: the generation is present.
+func (g *generation) writeMarkers(ctx context.Context) error {
+	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range g.groups() {
+			p.Set(ctx, g.marker(i), g.gen, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return g.wrap("write markers", err)
+	}
+	return nil
+}
