@@ -255,11 +255,17 @@ JAVA_OPTS=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOut
 	-Djava.awt.headless=true -Djava.net.preferIPv4Stack=true "-Dkafka.logs.dir=$KDIR" "$LOG_OPT")
 
 # A cluster id is a base64url (unpadded) 16-byte UUID; making it here saves a
-# JVM start for `StorageTool random-uuid`.
-CLUSTER_ID=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+# JVM start for `StorageTool random-uuid`. One draw in 64 starts with '-',
+# which the storage tool's parser reads as a flag ("argument --cluster-id:
+# expected one argument"), so, like Kafka's own Uuid.randomUuid, draw again
+# until it starts with a letter; and pass it as --cluster-id=VALUE anyway.
+CLUSTER_ID=
+until [[ $CLUSTER_ID == [A-Za-z]* ]]; do
+	CLUSTER_ID=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+done
 log "formatting Kafka storage"
 java "${JAVA_OPTS[@]}" -cp "$KAFKA_HOME/lib/*" kafka.tools.StorageTool format \
-	-t "$CLUSTER_ID" -c "$KDIR/server.properties" >"$KDIR/format.log" 2>&1 ||
+	--cluster-id="$CLUSTER_ID" -c "$KDIR/server.properties" >"$KDIR/format.log" 2>&1 ||
 	{ cat "$KDIR/format.log" >&2; die "kafka-storage format failed"; }
 
 log "starting Kafka $KAFKA_RUNNING_VERSION on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"
@@ -341,7 +347,7 @@ log "redis cluster ok"
 mkdir -p "$WORK/bin"
 go build -o "$WORK/bin/kafkaready" ./scripts/kafkaready
 deadline=$((SECONDS + READY_TIMEOUT))
-until "$WORK/bin/kafkaready" -brokers "127.0.0.1:$KAFKA_PORT" -cluster-id "$CLUSTER_ID" -timeout 3s \
+until "$WORK/bin/kafkaready" -brokers "127.0.0.1:$KAFKA_PORT" -cluster-id="$CLUSTER_ID" -timeout 3s \
 	>>"$KDIR/ready.log" 2>&1; do
 	if ! kill -0 "$KAFKA_PID" 2>/dev/null; then
 		kafka_logs
