@@ -24,18 +24,20 @@
 #     commands (default user off); password        SUPPRESSD_TEST_REDIS_TLS_PASSWORD
 #     random per run; the CA (PEM)                 SUPPRESSD_TEST_REDIS_TLS_CA_FILE
 #     The CA and certificate are made with openssl per run in the temp dir.
+#   plus SUPPRESSD_TEST_SCHEMATHESIS: schemathesis's `st`, installed from PyPI
+#   once into a virtualenv, ${SUPPRESSD_CACHE:-$HOME/.cache/suppressd}/venv.
 #   plus SUPPRESSD_TEST_REDIS_SERVER (the binary) and SUPPRESSD_TEST_REQUIRE=1,
 #   which makes internal/testenv fail, not skip, a test whose server is missing.
 #
 # Knobs (environment):
 #   KAFKA_VERSION             Kafka release to run (default below)
-#   SUPPRESSD_CACHE           jar cache directory
+#   SUPPRESSD_CACHE           cache directory (Kafka jars, schemathesis venv)
 #   SUPPRESSD_READY_TIMEOUT   seconds to wait for the servers (default 120)
 #   SUPPRESSD_KEEP_LOGS=1     keep the temp dir (server logs) instead of deleting it
 #   SUPPRESSD_RACE=0          run without -race (for benchmarks: scripts/bench.sh)
 #
 # Needs: Go, bash. Installs from Debian when missing: redis-server, a JRE, Maven,
-# openssl.
+# openssl, python3 and python3-venv (then schemathesis from PyPI).
 # Does not need kcat, Docker, or a Kafka tarball.
 set -euo pipefail
 
@@ -149,6 +151,40 @@ JAVA_MAJOR=${JAVA_MAJOR:-unknown}
 if [[ $KAFKA_VERSION != 3.* && ! ${JAVA_MAJOR%%.*} -ge 17 ]] 2>/dev/null; then
 	die "Kafka $KAFKA_VERSION needs Java 17+, found $JAVA_MAJOR"
 fi
+
+# ---------------------------------------------------------------------------
+# schemathesis (PyPI), which API tests run against the service: one virtualenv
+# under the cache, made with Debian's python3 (python3-venv brings ensurepip)
+# and reused by later runs. Built in the background while the servers start;
+# a lock keeps two runs from building it at once, and the marker, written
+# last, makes an interrupted build start over.
+# ---------------------------------------------------------------------------
+SCHEMATHESIS_VERSION=4.32.5
+VENV=$CACHE/venv
+venv_ok() {
+	[[ $(cat "$VENV/.complete" 2>/dev/null) == "schemathesis==$SCHEMATHESIS_VERSION" && -x $VENV/bin/st ]] &&
+		"$VENV/bin/python" -c '' 2>/dev/null
+}
+make_venv() {
+	exec 9>"$CACHE/.venv.lock"
+	flock 9
+	venv_ok && return
+	rm -rf "$VENV"
+	/usr/bin/python3 -m venv "$VENV"
+	"$VENV/bin/pip" install -q --disable-pip-version-check --no-input "schemathesis==$SCHEMATHESIS_VERSION"
+	"$VENV/bin/st" --version
+	echo "schemathesis==$SCHEMATHESIS_VERSION" >"$VENV/.complete"
+}
+mkdir -p "$CACHE"
+VENV_BUILD=0
+if ! venv_ok; then
+	VENV_BUILD=1
+	/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3 python3-venv
+	log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $VENV (in the background)"
+fi
+make_venv >"$WORK/venv.log" 2>&1 </dev/null &
+VENV_PID=$!
+PIDS+=("$VENV_PID")
 
 # ---------------------------------------------------------------------------
 # Ports: the first free port from a random start in 10000-21999, so the
@@ -480,6 +516,12 @@ export SUPPRESSD_TEST_REDIS_TLS_ADDR=127.0.0.1:$REDIS_TLS_PORT
 export SUPPRESSD_TEST_REDIS_TLS_CA_FILE=$TLS_DIR/ca.pem
 export SUPPRESSD_TEST_REDIS_TLS_USERNAME=$REDIS_TLS_USER
 export SUPPRESSD_TEST_REDIS_TLS_PASSWORD=$REDIS_TLS_PASSWORD
+wait "$VENV_PID" || { cat "$WORK/venv.log" >&2; die "could not install schemathesis into $VENV"; }
+if ((VENV_BUILD)); then log "schemathesis installed: $(tail -n 1 "$WORK/venv.log")"; fi
+for i in "${!PIDS[@]}"; do
+	if [[ ${PIDS[i]} == "$VENV_PID" ]]; then unset 'PIDS[i]'; fi
+done
+export SUPPRESSD_TEST_SCHEMATHESIS=$VENV/bin/st
 export SUPPRESSD_TEST_REQUIRE=1
 env | grep '^SUPPRESSD_TEST_' | sort | sed -E 's/^([A-Z_]*PASSWORD)=.*/\1=(random, not shown)/; s/^/  /'
 
