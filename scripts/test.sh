@@ -15,17 +15,29 @@
 #   - Apache Kafka, one KRaft broker+controller    SUPPRESSD_TEST_KAFKA_BROKERS
 #     run from Maven Central jars (scripts/kafka/pom.xml), cached outside the
 #     work tree in ${SUPPRESSD_CACHE:-$HOME/.cache/suppressd}.
+#     The same broker's SASL_SSL listener          SUPPRESSD_TEST_KAFKA_SASL_BROKERS
+#     (SCRAM-SHA-512 over TLS): its user and       SUPPRESSD_TEST_KAFKA_SASL_USERNAME
+#     password (random per run), and the CA        SUPPRESSD_TEST_KAFKA_SASL_PASSWORD
+#     that signed its certificate (PEM)            SUPPRESSD_TEST_KAFKA_TLS_CA_FILE
+#   - redis-server, TLS only, with an ACL user     SUPPRESSD_TEST_REDIS_TLS_ADDR
+#     limited to keys sd:* and the store's         SUPPRESSD_TEST_REDIS_TLS_USERNAME
+#     commands (default user off); password        SUPPRESSD_TEST_REDIS_TLS_PASSWORD
+#     random per run; the CA (PEM)                 SUPPRESSD_TEST_REDIS_TLS_CA_FILE
+#     The CA and certificate are made with openssl per run in the temp dir.
+#   plus SUPPRESSD_TEST_SCHEMATHESIS: schemathesis's `st`, installed from PyPI
+#   once into a virtualenv, ${SUPPRESSD_CACHE:-$HOME/.cache/suppressd}/venv.
 #   plus SUPPRESSD_TEST_REDIS_SERVER (the binary) and SUPPRESSD_TEST_REQUIRE=1,
 #   which makes internal/testenv fail, not skip, a test whose server is missing.
 #
 # Knobs (environment):
 #   KAFKA_VERSION             Kafka release to run (default below)
-#   SUPPRESSD_CACHE           jar cache directory
+#   SUPPRESSD_CACHE           cache directory (Kafka jars, schemathesis venv)
 #   SUPPRESSD_READY_TIMEOUT   seconds to wait for the servers (default 120)
 #   SUPPRESSD_KEEP_LOGS=1     keep the temp dir (server logs) instead of deleting it
 #   SUPPRESSD_RACE=0          run without -race (for benchmarks: scripts/bench.sh)
 #
-# Needs: Go, bash. Installs from Debian when missing: redis-server, a JRE, Maven.
+# Needs: Go, bash. Installs from Debian when missing: redis-server, a JRE, Maven,
+# openssl, python3 and python3-venv (then schemathesis from PyPI).
 # Does not need kcat, Docker, or a Kafka tarball.
 set -euo pipefail
 
@@ -131,6 +143,7 @@ fi
 command -v chromium >/dev/null || apt_install chromium
 command -v java >/dev/null || apt_install default-jre-headless
 command -v mvn >/dev/null || apt_install maven
+command -v openssl >/dev/null || apt_install openssl
 REDIS_SERVER=$(command -v redis-server)
 
 JAVA_MAJOR=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p')
@@ -138,6 +151,40 @@ JAVA_MAJOR=${JAVA_MAJOR:-unknown}
 if [[ $KAFKA_VERSION != 3.* && ! ${JAVA_MAJOR%%.*} -ge 17 ]] 2>/dev/null; then
 	die "Kafka $KAFKA_VERSION needs Java 17+, found $JAVA_MAJOR"
 fi
+
+# ---------------------------------------------------------------------------
+# schemathesis (PyPI), which API tests run against the service: one virtualenv
+# under the cache, made with Debian's python3 (python3-venv brings ensurepip)
+# and reused by later runs. Built in the background while the servers start;
+# a lock keeps two runs from building it at once, and the marker, written
+# last, makes an interrupted build start over.
+# ---------------------------------------------------------------------------
+SCHEMATHESIS_VERSION=4.32.5
+VENV=$CACHE/venv
+venv_ok() {
+	[[ $(cat "$VENV/.complete" 2>/dev/null) == "schemathesis==$SCHEMATHESIS_VERSION" && -x $VENV/bin/st ]] &&
+		"$VENV/bin/python" -c '' 2>/dev/null
+}
+make_venv() {
+	exec 9>"$CACHE/.venv.lock"
+	flock 9
+	venv_ok && return
+	rm -rf "$VENV"
+	/usr/bin/python3 -m venv "$VENV"
+	"$VENV/bin/pip" install -q --disable-pip-version-check --no-input "schemathesis==$SCHEMATHESIS_VERSION"
+	"$VENV/bin/st" --version
+	echo "schemathesis==$SCHEMATHESIS_VERSION" >"$VENV/.complete"
+}
+mkdir -p "$CACHE"
+VENV_BUILD=0
+if ! venv_ok; then
+	VENV_BUILD=1
+	/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3 python3-venv
+	log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $VENV (in the background)"
+fi
+make_venv >"$WORK/venv.log" 2>&1 </dev/null &
+VENV_PID=$!
+PIDS+=("$VENV_PID")
 
 # ---------------------------------------------------------------------------
 # Ports: the first free port from a random start in 10000-21999, so the
@@ -165,7 +212,9 @@ pick_port() { # pick_port VAR [bus]
 }
 pick_port KAFKA_PORT
 pick_port KAFKA_CONTROLLER_PORT
+pick_port KAFKA_SASL_PORT
 pick_port REDIS_PORT
+pick_port REDIS_TLS_PORT
 pick_port CLUSTER_PORT1 bus
 pick_port CLUSTER_PORT2 bus
 pick_port CLUSTER_PORT3 bus
@@ -199,7 +248,55 @@ KAFKA_RUNNING_VERSION=$(basename "${KAFKA_JARS[0]}" .jar)
 KAFKA_RUNNING_VERSION=${KAFKA_RUNNING_VERSION#kafka_2.13-}
 
 # ---------------------------------------------------------------------------
+# Secrets and certificates of the secured servers, made per run in the work
+# dir (removed on exit): a CA and one server certificate (EC P-256, for
+# 127.0.0.1 and localhost, two days) that Kafka's SASL_SSL listener and the
+# TLS redis-server both present. The passwords are random per run and never
+# printed; the Redis config holds only the password's SHA-256.
+# ---------------------------------------------------------------------------
+TLS_DIR=$WORK/tls
+mkdir -p "$TLS_DIR"
+chmod 700 "$TLS_DIR"
+cat >"$TLS_DIR/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = suppressd test
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+authorityKeyIdentifier = keyid
+EOF
+(
+	cd "$TLS_DIR"
+	openssl req -config openssl.cnf -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout ca.key -out ca.pem -days 2 -subj "/CN=suppressd test CA $$" -extensions ca
+	openssl req -config openssl.cnf -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout server.key -out server.csr -subj /CN=localhost
+	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
+		-days 2 -extfile openssl.cnf -extensions server -out server.pem
+	# Kafka reads a PEM key store: the (unencrypted PKCS#8) key, then the chain.
+	cat server.key server.pem >kafka-keystore.pem
+	openssl verify -CAfile ca.pem server.pem
+) >"$WORK/certs.log" 2>&1 || { cat "$WORK/certs.log" >&2; die "openssl could not make the test certificates"; }
+KAFKA_SASL_USER=suppressd
+KAFKA_SASL_PASSWORD=$(openssl rand -hex 16)
+REDIS_TLS_USER=suppressd
+REDIS_TLS_PASSWORD=$(openssl rand -hex 16)
+# Hides them in what is shown of a server's output.
+mask() { sed -e "s/$KAFKA_SASL_PASSWORD/<password>/g" -e "s/$REDIS_TLS_PASSWORD/<password>/g"; }
+
+# ---------------------------------------------------------------------------
 # Kafka: one node in KRaft combined mode (broker + controller), loopback only.
+# Two client listeners: PLAINTEXT for every test, and SASL_SSL (SCRAM-SHA-512
+# over TLS) for the secured-connection tests; brokers talk PLAINTEXT.
 # Replication factors are 1 because there is one broker; the small-heap and
 # thread settings keep it light on a 2-core machine (the log cleaner's default
 # 128 MiB dedupe buffer does not fit a 512 MiB heap).
@@ -210,11 +307,15 @@ cat >"$KDIR/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/kafka-keystore.pem
 log.dirs=$KDIR/data
 num.partitions=3
 auto.create.topics.enable=true
@@ -255,12 +356,21 @@ JAVA_OPTS=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOut
 	-Djava.awt.headless=true -Djava.net.preferIPv4Stack=true "-Dkafka.logs.dir=$KDIR" "$LOG_OPT")
 
 # A cluster id is a base64url (unpadded) 16-byte UUID; making it here saves a
-# JVM start for `StorageTool random-uuid`.
-CLUSTER_ID=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+# JVM start for `StorageTool random-uuid`. One draw in 64 starts with '-',
+# which the storage tool's parser reads as a flag ("argument --cluster-id:
+# expected one argument"), so, like Kafka's own Uuid.randomUuid, draw again
+# until it starts with a letter; and pass it as --cluster-id=VALUE anyway.
+CLUSTER_ID=
+until [[ $CLUSTER_ID == [A-Za-z]* ]]; do
+	CLUSTER_ID=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+done
+# The SCRAM user goes into the bootstrap metadata at format time (KRaft has
+# no ZooKeeper to run kafka-configs against before the broker is up).
 log "formatting Kafka storage"
 java "${JAVA_OPTS[@]}" -cp "$KAFKA_HOME/lib/*" kafka.tools.StorageTool format \
-	-t "$CLUSTER_ID" -c "$KDIR/server.properties" >"$KDIR/format.log" 2>&1 ||
-	{ cat "$KDIR/format.log" >&2; die "kafka-storage format failed"; }
+	--cluster-id="$CLUSTER_ID" -c "$KDIR/server.properties" \
+	--add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" >"$KDIR/format.log" 2>&1 ||
+	{ mask <"$KDIR/format.log" >&2; die "kafka-storage format failed"; }
 
 log "starting Kafka $KAFKA_RUNNING_VERSION on 127.0.0.1:$KAFKA_PORT (controller :$KAFKA_CONTROLLER_PORT)"
 java "${JAVA_OPTS[@]}" -cp "$KAFKA_HOME/lib/*" kafka.Kafka "$KDIR/server.properties" \
@@ -287,7 +397,8 @@ log "go vet ${PKGS[*]}"
 go vet "${PKGS[@]}"
 
 # ---------------------------------------------------------------------------
-# Redis: standalone + a 3-master cluster, no persistence, each in its own dir.
+# Redis: standalone + a 3-master cluster + a TLS-only server with an ACL user,
+# no persistence, each in its own dir.
 # ---------------------------------------------------------------------------
 declare -A REDIS_PID
 start_redis() { # start_redis NAME PORT [extra redis-server args]
@@ -300,14 +411,16 @@ start_redis() { # start_redis NAME PORT [extra redis-server args]
 	PIDS+=("$!")
 	REDIS_PID[$port]=$!
 }
-wait_redis() { # wait_redis PORT: until it answers PING, then check it is ours
+wait_redis() { # wait_redis PORT [redis-cli args]: until it answers PING, then check it is ours
 	local port=$1 deadline=$((SECONDS + 15))
-	until [[ $(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null) == PONG ]]; do
+	shift
+	local cli=(redis-cli -h 127.0.0.1 -p "$port" "$@")
+	until [[ $("${cli[@]}" ping 2>/dev/null) == PONG ]]; do
 		((SECONDS < deadline)) || { tail -n 20 "$WORK"/redis-*/redis.log >&2; die "redis on port $port did not start"; }
 		sleep 0.05
 	done
 	local pid
-	pid=$(redis-cli -h 127.0.0.1 -p "$port" info server | tr -d '\r' | sed -n 's/^process_id://p')
+	pid=$("${cli[@]}" info server | tr -d '\r' | sed -n 's/^process_id://p')
 	[[ $pid == "${REDIS_PID[$port]}" ]] ||
 		die "port $port is served by another redis (pid $pid), not ours (${REDIS_PID[$port]}): port race, run again"
 }
@@ -317,7 +430,39 @@ for p in "${CLUSTER_PORTS[@]}"; do
 	start_redis "cluster-$p" "$p" --cluster-enabled yes \
 		--cluster-config-file "$WORK/redis-cluster-$p/nodes.conf" --cluster-node-timeout 5000
 done
+# TLS only (port 0), the certificate above; clients are not asked for one.
+# The default user is off; the one user may touch the keys sd:* with the
+# commands of the suppression store (hashes, strings, scripts, SCAN, UNLINK,
+# MULTI, WAIT) and what a client needs to connect (HELLO, PING, INFO...), no
+# admin or dangerous command (FLUSHALL, CONFIG, KEYS, SCRIPT FLUSH...).
+# Redis 7.0 has no CLIENT SETINFO to grant; go-redis ignores its refusal.
+REDIS_TLS_DIR=$WORK/redis-tls
+mkdir -p "$REDIS_TLS_DIR"
+(
+	umask 077
+	cat >"$REDIS_TLS_DIR/redis.conf" <<EOF
+port 0
+tls-port $REDIS_TLS_PORT
+bind 127.0.0.1
+daemonize no
+save ""
+appendonly no
+dir $REDIS_TLS_DIR
+logfile $REDIS_TLS_DIR/redis.log
+tls-cert-file $TLS_DIR/server.pem
+tls-key-file $TLS_DIR/server.key
+tls-ca-cert-file $TLS_DIR/ca.pem
+tls-auth-clients no
+user default off resetpass nocommands
+user $REDIS_TLS_USER on #$(printf '%s' "$REDIS_TLS_PASSWORD" | sha256sum | cut -d' ' -f1) resetkeys ~sd:* resetchannels -@all +@hash +@string +del +unlink +exists +type +expire +pexpire +ttl +pttl +persist +scan +eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists +multi +exec +discard +watch +unwatch +wait +ping +echo +hello +auth +select +info +role +client|setname +client|getname +client|id
+EOF
+)
+log "starting a TLS redis-server on :$REDIS_TLS_PORT"
+"$REDIS_SERVER" "$REDIS_TLS_DIR/redis.conf" </dev/null &
+PIDS+=("$!")
+REDIS_PID[$REDIS_TLS_PORT]=$!
 for p in "$REDIS_PORT" "${CLUSTER_PORTS[@]}"; do wait_redis "$p"; done
+REDISCLI_AUTH=$REDIS_TLS_PASSWORD wait_redis "$REDIS_TLS_PORT" --tls --cacert "$TLS_DIR/ca.pem" --user "$REDIS_TLS_USER"
 
 redis-cli --cluster create "${CLUSTER_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes \
 	>"$WORK/cluster-create.log" 2>&1 </dev/null ||
@@ -341,7 +486,7 @@ log "redis cluster ok"
 mkdir -p "$WORK/bin"
 go build -o "$WORK/bin/kafkaready" ./scripts/kafkaready
 deadline=$((SECONDS + READY_TIMEOUT))
-until "$WORK/bin/kafkaready" -brokers "127.0.0.1:$KAFKA_PORT" -cluster-id "$CLUSTER_ID" -timeout 3s \
+until "$WORK/bin/kafkaready" -brokers "127.0.0.1:$KAFKA_PORT" -cluster-id="$CLUSTER_ID" -timeout 3s \
 	>>"$KDIR/ready.log" 2>&1; do
 	if ! kill -0 "$KAFKA_PID" 2>/dev/null; then
 		kafka_logs
@@ -363,8 +508,22 @@ export SUPPRESSD_TEST_REDIS_ADDR=127.0.0.1:$REDIS_PORT
 export SUPPRESSD_TEST_REDIS_CLUSTER=127.0.0.1:$CLUSTER_PORT1,127.0.0.1:$CLUSTER_PORT2,127.0.0.1:$CLUSTER_PORT3
 export SUPPRESSD_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export SUPPRESSD_TEST_REDIS_SERVER=$REDIS_SERVER
+export SUPPRESSD_TEST_KAFKA_SASL_BROKERS=127.0.0.1:$KAFKA_SASL_PORT
+export SUPPRESSD_TEST_KAFKA_SASL_USERNAME=$KAFKA_SASL_USER
+export SUPPRESSD_TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD
+export SUPPRESSD_TEST_KAFKA_TLS_CA_FILE=$TLS_DIR/ca.pem
+export SUPPRESSD_TEST_REDIS_TLS_ADDR=127.0.0.1:$REDIS_TLS_PORT
+export SUPPRESSD_TEST_REDIS_TLS_CA_FILE=$TLS_DIR/ca.pem
+export SUPPRESSD_TEST_REDIS_TLS_USERNAME=$REDIS_TLS_USER
+export SUPPRESSD_TEST_REDIS_TLS_PASSWORD=$REDIS_TLS_PASSWORD
+wait "$VENV_PID" || { cat "$WORK/venv.log" >&2; die "could not install schemathesis into $VENV"; }
+if ((VENV_BUILD)); then log "schemathesis installed: $(tail -n 1 "$WORK/venv.log")"; fi
+for i in "${!PIDS[@]}"; do
+	if [[ ${PIDS[i]} == "$VENV_PID" ]]; then unset 'PIDS[i]'; fi
+done
+export SUPPRESSD_TEST_SCHEMATHESIS=$VENV/bin/st
 export SUPPRESSD_TEST_REQUIRE=1
-env | grep '^SUPPRESSD_TEST_' | sort | sed 's/^/  /'
+env | grep '^SUPPRESSD_TEST_' | sort | sed -E 's/^([A-Z_]*PASSWORD)=.*/\1=(random, not shown)/; s/^/  /'
 
 # Benchmarks want the plain build: SUPPRESSD_RACE=0 drops -race.
 RACE=(-race)

@@ -3,8 +3,11 @@
 package redisconn
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -68,15 +71,53 @@ func (c Config) Client() (redis.UniversalClient, error) {
 		return nil, err
 	}
 	t, _ := c.tlsConfig()
+	var rdb redis.UniversalClient
 	if c.Cluster {
-		return redis.NewClusterClient(&redis.ClusterOptions{
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: t,
 			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolSize: c.PoolSize,
-		}), nil
+		})
+	} else {
+		rdb = redis.NewUniversalClient(&redis.UniversalOptions{
+			Addrs: c.Addrs, MasterName: c.MasterName, Username: c.Username, Password: c.Password,
+			SentinelPassword: c.SentinelPassword, DB: c.DB, TLSConfig: t,
+			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolSize: c.PoolSize,
+		})
 	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: c.Addrs, MasterName: c.MasterName, Username: c.Username, Password: c.Password,
-		SentinelPassword: c.SentinelPassword, DB: c.DB, TLSConfig: t,
-		DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolSize: c.PoolSize,
-	}), nil
+	rdb.AddHook(explainHook{})
+	return rdb, nil
+}
+
+// explainHook names the setting to fix in the errors of a refused
+// connection: Redis says only "WRONGPASS invalid username-password pair",
+// Go's TLS stack only "x509: certificate signed by unknown authority". Every
+// other error, redis.Nil and NOSCRIPT among them, passes unchanged, and the
+// original stays reachable with errors.Is/As.
+type explainHook struct{}
+
+func (explainHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (explainHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { return explain(next(ctx, cmd)) }
+}
+
+func (explainHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { return explain(next(ctx, cmds)) }
+}
+
+func explain(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return err
+	}
+	var verify *tls.CertificateVerificationError
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "SUPPRESSD_REDIS_"): // explained already (a cluster's node)
+		return err
+	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"):
+		return fmt.Errorf("SUPPRESSD_REDIS_USERNAME/SUPPRESSD_REDIS_PASSWORD: authentication failed: %w", err)
+	case errors.As(err, &verify):
+		return fmt.Errorf("SUPPRESSD_REDIS_TLS_CA_FILE/SUPPRESSD_REDIS_TLS_SERVER_NAME: the server's TLS certificate is not trusted: %w", err)
+	}
+	return err
 }

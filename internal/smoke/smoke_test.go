@@ -1,7 +1,8 @@
 // Package smoke checks that the servers started by scripts/test.sh are real and
 // usable by the client libraries the project depends on: a Kafka consumer-group
 // round trip with kafka-go, and an atomic Lua compare-and-set with go-redis on
-// standalone Redis and on a 3-master Redis Cluster.
+// standalone Redis and on a 3-master Redis Cluster; secure_test.go does the
+// same through Kafka's SASL_SSL listener and the TLS + ACL redis-server.
 //
 // If these fail, every other integration test would fail for the same reason;
 // they are the first place to look.

@@ -26,6 +26,23 @@ const (
 	EnvKafka        = "SUPPRESSD_TEST_KAFKA_BROKERS" // comma-separated host:port of Kafka brokers
 	EnvRequire      = "SUPPRESSD_TEST_REQUIRE"       // "1": a missing server is a failure, not a skip
 	EnvRedisServer  = "SUPPRESSD_TEST_REDIS_SERVER"  // path of the redis-server binary, for tests that start their own
+
+	// The broker's SASL_SSL listener (SCRAM-SHA-512 over TLS); the same
+	// broker as EnvKafka, whose PLAINTEXT listener stays as it is.
+	EnvKafkaSASL         = "SUPPRESSD_TEST_KAFKA_SASL_BROKERS"  // comma-separated host:port of the SASL_SSL listener
+	EnvKafkaSASLUsername = "SUPPRESSD_TEST_KAFKA_SASL_USERNAME" // SCRAM user created at storage-format time
+	EnvKafkaSASLPassword = "SUPPRESSD_TEST_KAFKA_SASL_PASSWORD" // its password, random per run
+	EnvKafkaTLSCAFile    = "SUPPRESSD_TEST_KAFKA_TLS_CA_FILE"   // PEM of the CA that signed the broker's certificate
+
+	// A redis-server that speaks only TLS and knows one ACL user, limited to
+	// the keys sd:* and the commands of the suppression store; the default
+	// user is off.
+	EnvRedisTLS         = "SUPPRESSD_TEST_REDIS_TLS_ADDR"     // host:port (TLS only)
+	EnvRedisTLSCAFile   = "SUPPRESSD_TEST_REDIS_TLS_CA_FILE"  // PEM of the CA that signed its certificate
+	EnvRedisTLSUsername = "SUPPRESSD_TEST_REDIS_TLS_USERNAME" // the ACL user
+	EnvRedisTLSPassword = "SUPPRESSD_TEST_REDIS_TLS_PASSWORD" // its password, random per run
+
+	EnvSchemathesis = "SUPPRESSD_TEST_SCHEMATHESIS" // path of schemathesis's `st` executable
 )
 
 func lookup(t testing.TB, name, what string) string {
@@ -63,6 +80,59 @@ func KafkaBrokers(t testing.TB) []string {
 func RedisServerPath(t testing.TB) string {
 	t.Helper()
 	return lookup(t, EnvRedisServer, "redis-server")
+}
+
+// KafkaSASLListener is the broker's SASL_SSL listener: what a
+// kafkaconn.Config needs (SASLMechanism, SASLUsername, SASLPassword, TLS on,
+// TLSCAFile).
+type KafkaSASLListener struct {
+	Brokers   []string
+	Mechanism string // "scram-sha-512", as SUPPRESSD_KAFKA_SASL_MECHANISM spells it
+	Username  string
+	Password  string
+	CAFile    string
+}
+
+// KafkaSASL returns the broker's SASL_SSL listener, or skips/fails the test.
+func KafkaSASL(t testing.TB) KafkaSASLListener {
+	t.Helper()
+	const what = "Kafka's SASL_SSL listener"
+	return KafkaSASLListener{
+		Brokers:   strings.Split(lookup(t, EnvKafkaSASL, what), ","),
+		Mechanism: "scram-sha-512",
+		Username:  lookup(t, EnvKafkaSASLUsername, what),
+		Password:  lookup(t, EnvKafkaSASLPassword, what),
+		CAFile:    lookup(t, EnvKafkaTLSCAFile, what),
+	}
+}
+
+// SecureRedis is the TLS-only redis-server and its ACL user: what a
+// redisconn.Config needs (Username, Password, TLS on, TLSCAFile).
+type SecureRedis struct {
+	Addr     string
+	Username string
+	Password string
+	CAFile   string
+}
+
+// RedisTLS returns the TLS + ACL redis-server, or skips/fails the test. Its
+// user may touch only keys that start with "sd:".
+func RedisTLS(t testing.TB) SecureRedis {
+	t.Helper()
+	const what = "the TLS + ACL redis-server"
+	return SecureRedis{
+		Addr:     lookup(t, EnvRedisTLS, what),
+		Username: lookup(t, EnvRedisTLSUsername, what),
+		Password: lookup(t, EnvRedisTLSPassword, what),
+		CAFile:   lookup(t, EnvRedisTLSCAFile, what),
+	}
+}
+
+// Schemathesis returns the path of schemathesis's `st` executable, or
+// skips/fails the test.
+func Schemathesis(t testing.TB) string {
+	t.Helper()
+	return lookup(t, EnvSchemathesis, "schemathesis")
 }
 
 // RedisClients returns a client for each real Redis topology of the test

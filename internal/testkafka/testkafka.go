@@ -46,7 +46,14 @@ func Logger(t testing.TB) kafka.LoggerFunc {
 // partition has a leader, so the first write does not race the election.
 func CreateTopic(ctx context.Context, t testing.TB, broker, topic string, partitions int) {
 	t.Helper()
-	conn, err := kafka.DialContext(ctx, "tcp", broker)
+	CreateTopicVia(ctx, t, kafka.DefaultDialer, broker, topic, partitions)
+}
+
+// CreateTopicVia is CreateTopic through dialer: for a listener that needs
+// SASL or TLS (kafkaconn.Config.Dialer).
+func CreateTopicVia(ctx context.Context, t testing.TB, dialer *kafka.Dialer, broker, topic string, partitions int) {
+	t.Helper()
+	conn, err := dialer.DialContext(ctx, "tcp", broker)
 	require.NoError(t, err)
 	defer conn.Close()
 	deadline, _ := ctx.Deadline()
@@ -54,7 +61,7 @@ func CreateTopic(ctx context.Context, t testing.TB, broker, topic string, partit
 
 	controller, err := conn.Controller()
 	require.NoError(t, err)
-	cconn, err := kafka.DialContext(ctx, "tcp", net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
+	cconn, err := dialer.DialContext(ctx, "tcp", net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
 	require.NoError(t, err)
 	defer cconn.Close()
 	require.NoError(t, cconn.SetDeadline(deadline))
