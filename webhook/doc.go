@@ -5,6 +5,7 @@
 // NewHandler serves, under the api role's mux,
 //
 //	POST /hooks/sns                 Amazon SES notifications delivered by Amazon SNS
+//	POST /hooks/sendgrid            SendGrid Event Webhook (Signed Event Webhook)
 //
 // and only the providers whose credentials are configured: any other path
 // is 404, so a provider is never served unauthenticated.
@@ -36,6 +37,9 @@
 //     https://docs.aws.amazon.com/sns/latest/dg/http-subscription-confirmation-json.html.
 //     The SES content: https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html
 //     and https://docs.aws.amazon.com/ses/latest/dg/notification-examples.html.
+//   - SendGrid's Signed Event Webhook (ECDSA P-256 over timestamp + body):
+//     https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features;
+//     its events: https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event.
 //
 // Nothing raw about a person leaves this package in a log line, a metric
 // label or an error message: logs carry the provider, the outcome and event

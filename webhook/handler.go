@@ -41,11 +41,12 @@ type PublishLog interface {
 // Provider names: the last segment of the route (/hooks/<provider>), the
 // event source (/hooks/<provider>) and the provider label of the metrics.
 const (
-	ProviderSNS = "sns" // Amazon SES notifications through Amazon SNS
+	ProviderSNS      = "sns"      // Amazon SES notifications through Amazon SNS
+	ProviderSendGrid = "sendgrid" // SendGrid Event Webhook
 )
 
 // Providers lists every provider, in documentation order.
-var Providers = []string{ProviderSNS}
+var Providers = []string{ProviderSNS, ProviderSendGrid}
 
 // Source is the CloudEvents source of the events published for a provider.
 func Source(provider string) string { return "/hooks/" + provider }
@@ -59,8 +60,14 @@ const (
 	// DefaultMaxBody bounds a request body: an SNS message is at most
 	// 256 KiB.
 	DefaultMaxBody = 1 << 20
+	// DefaultSendGridMaxBody bounds a SendGrid batch. SendGrid posts "within
+	// approximately 30 seconds or when the batch size reaches 768
+	// kilobytes" (Event Webhook overview), so a batch can pass 768 KB by the
+	// event that tipped it over; 4 MiB leaves room for that and more.
+	DefaultSendGridMaxBody = 4 << 20
 	// DefaultPublishedTTL is how long a published event id is remembered:
-	// longer than a provider retries.
+	// longer than any provider retries (SendGrid for 24 hours, the longest
+	// documented here).
 	DefaultPublishedTTL = 72 * time.Hour
 )
 
@@ -97,7 +104,8 @@ type Options struct {
 	// each; the oldest go first.
 	ReplayCacheSize, MemoryLogSize int
 
-	SNS SNSOptions
+	SNS      SNSOptions
+	SendGrid SendGridOptions
 }
 
 // ProviderOptions are what every provider's events share.
@@ -109,7 +117,7 @@ type ProviderOptions struct {
 	// Namespace of the events published. Default suppression.DefaultNamespace.
 	Namespace string
 	// MaxBody bounds a request body; beyond it the answer is 413. Default
-	// DefaultMaxBody.
+	// DefaultMaxBody (DefaultSendGridMaxBody for SendGrid).
 	MaxBody int64
 }
 
@@ -151,7 +159,7 @@ func (o *Options) validateConfig() error {
 	if o.ReplayCacheSize < 0 || o.MemoryLogSize < 0 {
 		return bad("ReplayCacheSize", "must not be negative")
 	}
-	for _, check := range []func() error{o.SNS.validate} {
+	for _, check := range []func() error{o.SNS.validate, o.SendGrid.validate} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -309,6 +317,9 @@ func NewHandler(opts Options) http.Handler {
 	h.m = newMetrics(reg)
 	if p := newSNS(opts.SNS, h.now); p != nil {
 		h.providers[ProviderSNS] = p
+	}
+	if p := newSendGrid(opts.SendGrid); p != nil {
+		h.providers[ProviderSendGrid] = p
 	}
 	served := make([]string, 0, len(h.providers))
 	for _, name := range Providers {
