@@ -6,6 +6,7 @@
 //
 //	POST /hooks/sns                 Amazon SES notifications delivered by Amazon SNS
 //	POST /hooks/sendgrid            SendGrid Event Webhook (Signed Event Webhook)
+//	POST /hooks/mailgun             Mailgun webhooks
 //
 // and only the providers whose credentials are configured: any other path
 // is 404, so a provider is never served unauthenticated.
@@ -40,6 +41,10 @@
 //   - SendGrid's Signed Event Webhook (ECDSA P-256 over timestamp + body):
 //     https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features;
 //     its events: https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event.
+//   - Mailgun's webhook signature (HMAC-SHA256 of timestamp + token):
+//     https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks;
+//     payloads: https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/webhook-payloads
+//     and https://documentation.mailgun.com/docs/mailgun/user-manual/events/event-types.
 //
 // Nothing raw about a person leaves this package in a log line, a metric
 // label or an error message: logs carry the provider, the outcome and event

@@ -43,10 +43,11 @@ type PublishLog interface {
 const (
 	ProviderSNS      = "sns"      // Amazon SES notifications through Amazon SNS
 	ProviderSendGrid = "sendgrid" // SendGrid Event Webhook
+	ProviderMailgun  = "mailgun"  // Mailgun webhooks
 )
 
 // Providers lists every provider, in documentation order.
-var Providers = []string{ProviderSNS, ProviderSendGrid}
+var Providers = []string{ProviderSNS, ProviderSendGrid, ProviderMailgun}
 
 // Source is the CloudEvents source of the events published for a provider.
 func Source(provider string) string { return "/hooks/" + provider }
@@ -58,7 +59,7 @@ const (
 	// specification use; none of the providers here documents one.
 	DefaultTolerance = 5 * time.Minute
 	// DefaultMaxBody bounds a request body: an SNS message is at most
-	// 256 KiB.
+	// 256 KiB, Mailgun posts one event per request.
 	DefaultMaxBody = 1 << 20
 	// DefaultSendGridMaxBody bounds a SendGrid batch. SendGrid posts "within
 	// approximately 30 seconds or when the batch size reaches 768
@@ -106,6 +107,7 @@ type Options struct {
 
 	SNS      SNSOptions
 	SendGrid SendGridOptions
+	Mailgun  MailgunOptions
 }
 
 // ProviderOptions are what every provider's events share.
@@ -159,7 +161,7 @@ func (o *Options) validateConfig() error {
 	if o.ReplayCacheSize < 0 || o.MemoryLogSize < 0 {
 		return bad("ReplayCacheSize", "must not be negative")
 	}
-	for _, check := range []func() error{o.SNS.validate, o.SendGrid.validate} {
+	for _, check := range []func() error{o.SNS.validate, o.SendGrid.validate, o.Mailgun.validate} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -320,6 +322,9 @@ func NewHandler(opts Options) http.Handler {
 	}
 	if p := newSendGrid(opts.SendGrid); p != nil {
 		h.providers[ProviderSendGrid] = p
+	}
+	if p := newMailgun(opts.Mailgun); p != nil {
+		h.providers[ProviderMailgun] = p
 	}
 	served := make([]string, 0, len(h.providers))
 	for _, name := range Providers {
