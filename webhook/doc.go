@@ -7,6 +7,7 @@
 //	POST /hooks/sns                 Amazon SES notifications delivered by Amazon SNS
 //	POST /hooks/sendgrid            SendGrid Event Webhook (Signed Event Webhook)
 //	POST /hooks/mailgun             Mailgun webhooks
+//	POST /hooks/postmark[/<secret>] Postmark webhooks (basic auth and/or a secret path segment)
 //
 // and only the providers whose credentials are configured: any other path
 // is 404, so a provider is never served unauthenticated.
@@ -45,6 +46,11 @@
 //     https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks;
 //     payloads: https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/webhook-payloads
 //     and https://documentation.mailgun.com/docs/mailgun/user-manual/events/event-types.
+//   - Postmark's basic HTTP authentication in the webhook URL:
+//     https://postmarkapp.com/developer/webhooks/webhooks-overview; payloads:
+//     https://postmarkapp.com/developer/webhooks/bounce-webhook,
+//     https://postmarkapp.com/developer/webhooks/spam-complaint-webhook,
+//     https://postmarkapp.com/developer/webhooks/subscription-change-webhook.
 //
 // Nothing raw about a person leaves this package in a log line, a metric
 // label or an error message: logs carry the provider, the outcome and event

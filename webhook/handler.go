@@ -44,10 +44,11 @@ const (
 	ProviderSNS      = "sns"      // Amazon SES notifications through Amazon SNS
 	ProviderSendGrid = "sendgrid" // SendGrid Event Webhook
 	ProviderMailgun  = "mailgun"  // Mailgun webhooks
+	ProviderPostmark = "postmark" // Postmark webhooks
 )
 
 // Providers lists every provider, in documentation order.
-var Providers = []string{ProviderSNS, ProviderSendGrid, ProviderMailgun}
+var Providers = []string{ProviderSNS, ProviderSendGrid, ProviderMailgun, ProviderPostmark}
 
 // Source is the CloudEvents source of the events published for a provider.
 func Source(provider string) string { return "/hooks/" + provider }
@@ -59,13 +60,18 @@ const (
 	// specification use; none of the providers here documents one.
 	DefaultTolerance = 5 * time.Minute
 	// DefaultMaxBody bounds a request body: an SNS message is at most
-	// 256 KiB, Mailgun posts one event per request.
+	// 256 KiB, Mailgun and Postmark post one event per request.
 	DefaultMaxBody = 1 << 20
 	// DefaultSendGridMaxBody bounds a SendGrid batch. SendGrid posts "within
 	// approximately 30 seconds or when the batch size reaches 768
 	// kilobytes" (Event Webhook overview), so a batch can pass 768 KB by the
 	// event that tipped it over; 4 MiB leaves room for that and more.
 	DefaultSendGridMaxBody = 4 << 20
+	// DefaultPostmarkMaxBody bounds a Postmark record. A bounce carries the
+	// bounce message itself when "include bounce content" is on; the
+	// credentials are checked before the body is read, so only Postmark can
+	// send this much.
+	DefaultPostmarkMaxBody = 10 << 20
 	// DefaultPublishedTTL is how long a published event id is remembered:
 	// longer than any provider retries (SendGrid for 24 hours, the longest
 	// documented here).
@@ -108,6 +114,7 @@ type Options struct {
 	SNS      SNSOptions
 	SendGrid SendGridOptions
 	Mailgun  MailgunOptions
+	Postmark PostmarkOptions
 }
 
 // ProviderOptions are what every provider's events share.
@@ -119,7 +126,8 @@ type ProviderOptions struct {
 	// Namespace of the events published. Default suppression.DefaultNamespace.
 	Namespace string
 	// MaxBody bounds a request body; beyond it the answer is 413. Default
-	// DefaultMaxBody (DefaultSendGridMaxBody for SendGrid).
+	// DefaultMaxBody (DefaultSendGridMaxBody for SendGrid,
+	// DefaultPostmarkMaxBody for Postmark).
 	MaxBody int64
 }
 
@@ -161,7 +169,7 @@ func (o *Options) validateConfig() error {
 	if o.ReplayCacheSize < 0 || o.MemoryLogSize < 0 {
 		return bad("ReplayCacheSize", "must not be negative")
 	}
-	for _, check := range []func() error{o.SNS.validate, o.SendGrid.validate, o.Mailgun.validate} {
+	for _, check := range []func() error{o.SNS.validate, o.SendGrid.validate, o.Mailgun.validate, o.Postmark.validate} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -325,6 +333,9 @@ func NewHandler(opts Options) http.Handler {
 	}
 	if p := newMailgun(opts.Mailgun); p != nil {
 		h.providers[ProviderMailgun] = p
+	}
+	if p := newPostmark(opts.Postmark); p != nil {
+		h.providers[ProviderPostmark] = p
 	}
 	served := make([]string, 0, len(h.providers))
 	for _, name := range Providers {
@@ -595,6 +606,9 @@ func (h *handler) finish(w http.ResponseWriter, provider string, res result, too
 	h.logger.Log(context.Background(), level, "webhook refused", attrs...)
 	if res.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(h.retryAfter/time.Second))))
+	}
+	if res.status == http.StatusUnauthorized && provider == ProviderPostmark {
+		w.Header().Set("WWW-Authenticate", `Basic realm="suppressd webhooks", charset="UTF-8"`)
 	}
 	writeJSON(w, res.status, errorBody{Error: errorDetail{Code: res.code, Message: res.message}})
 }
