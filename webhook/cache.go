@@ -114,3 +114,37 @@ func (l *memoryLog) RecordPublished(_ context.Context, source, id string, ttl ti
 	l.set.put(source+"\x00"+id, l.set.now().Add(ttl))
 	return nil
 }
+
+// keyedMutex serialises work per key; the zero value is ready.
+type keyedMutex struct {
+	mu   sync.Mutex
+	held map[string]chan struct{}
+}
+
+// lock waits until no one else holds key, or ctx is done.
+func (k *keyedMutex) lock(ctx context.Context, key string) (unlock func(), err error) {
+	for {
+		k.mu.Lock()
+		if k.held == nil {
+			k.held = map[string]chan struct{}{}
+		}
+		ch, busy := k.held[key]
+		if !busy {
+			ch = make(chan struct{})
+			k.held[key] = ch
+			k.mu.Unlock()
+			return func() {
+				k.mu.Lock()
+				delete(k.held, key)
+				k.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		k.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

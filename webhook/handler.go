@@ -270,6 +270,7 @@ type handler struct {
 	logger         *slog.Logger
 	now            func() time.Time
 	replays        *ttlSet
+	inflight       keyedMutex
 	m              *metrics
 }
 

@@ -89,6 +89,15 @@ func (h *handler) publish(ctx context.Context, c *common, events []suppression.E
 func (h *handler) publishOne(ctx context.Context, c *common, e suppression.Event, res *result) error {
 	ctx, cancel := context.WithTimeout(ctx, h.publishTimeout)
 	defer cancel()
+	// A provider that timed out retries while the first attempt may still be
+	// publishing: one at a time per event in this process, so that the
+	// second sees the first's record. (Across replicas the PublishLog's
+	// check and record are apart; a duplicate there is harmless.)
+	unlock, err := h.inflight.lock(ctx, e.Source+"\x00"+e.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	seen, err := h.log.Published(ctx, e.Source, e.ID)
 	if err != nil {
 		// Publishing again is harmless (the merge rule makes a duplicate a
