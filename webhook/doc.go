@@ -55,4 +55,6 @@
 // Nothing raw about a person leaves this package in a log line, a metric
 // label or an error message: logs carry the provider, the outcome and event
 // ids, never an address, a body, a signature or a secret.
+//
+// docs/webhooks.md says how to configure each provider and suppressd.
 package webhook
