@@ -373,6 +373,8 @@ type refusal struct {
 	outcome string
 	message string
 	cause   error // logged, never shown: it may be internal
+	// challenge asks for basic authentication (WWW-Authenticate).
+	challenge bool
 }
 
 func (e *refusal) Error() string {
@@ -433,6 +435,7 @@ type result struct {
 	malformed  int
 	eventIDs   []string
 	note       string
+	challenge  bool
 	err        error // for the log line only
 }
 
@@ -532,8 +535,17 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, p provider, rest
 	return res
 }
 
+// notBelow answers 404 for a path below a provider's route: only Postmark
+// has one (its secret).
+func notBelow(rest string) error {
+	if rest != "" {
+		return refuse(http.StatusNotFound, outcomeNotFound, "not_found", "no webhook is served here")
+	}
+	return nil
+}
+
 func refused(e *refusal) result {
-	return result{status: e.status, outcome: e.outcome, code: e.code, message: e.message}
+	return result{status: e.status, outcome: e.outcome, code: e.code, message: e.message, challenge: e.challenge}
 }
 
 // failed turns an error into the answer: a refusal says what failed,
@@ -608,7 +620,7 @@ func (h *handler) finish(w http.ResponseWriter, provider string, res result, too
 	if res.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(h.retryAfter/time.Second))))
 	}
-	if res.status == http.StatusUnauthorized && provider == ProviderPostmark {
+	if res.challenge {
 		w.Header().Set("WWW-Authenticate", `Basic realm="suppressd webhooks", charset="UTF-8"`)
 	}
 	writeJSON(w, res.status, errorBody{Error: errorDetail{Code: res.code, Message: res.message}})

@@ -33,6 +33,8 @@ func TestRoutes(t *testing.T) {
 		{"the prefix alone", nil, http.MethodPost, "/hooks/", http.StatusNotFound, "unknown", outcomeNotFound},
 		{"only Mailgun configured: SendGrid still 404", func(o *Options) { o.Mailgun.SigningKeys = []string{testMailgunKey} },
 			http.MethodPost, "/hooks/sendgrid", http.StatusNotFound, ProviderSendGrid, outcomeNotFound},
+		{"a path below a provider's route", func(o *Options) { o.SendGrid.PublicKeys = []string{side.public} },
+			http.MethodPost, "/hooks/sendgrid/extra", http.StatusNotFound, ProviderSendGrid, outcomeNotFound},
 		{"a GET", func(o *Options) { o.SendGrid.PublicKeys = []string{side.public} },
 			http.MethodGet, "/hooks/sendgrid", http.StatusMethodNotAllowed, ProviderSendGrid, outcomeMethod},
 	} {

@@ -76,7 +76,9 @@ func (p *mailgunProvider) info() *common { return &p.common }
 
 // authorize has nothing to check before the body, which carries the
 // signature.
-func (p *mailgunProvider) authorize(*http.Request, string, time.Time) error { return nil }
+func (p *mailgunProvider) authorize(_ *http.Request, rest string, _ time.Time) error {
+	return notBelow(rest)
+}
 
 // mailgunWebhook is the JSON body of a Mailgun webhook.
 type mailgunWebhook struct {

@@ -117,21 +117,27 @@ func (p *postmarkProvider) authorize(r *http.Request, rest string, _ time.Time) 
 	if p.hasPath {
 		got := sha256.Sum256([]byte(rest))
 		if subtle.ConstantTimeCompare(got[:], p.path[:]) != 1 {
-			return refuse(http.StatusUnauthorized, outcomeRejectedSignature, "bad_credentials", "the path secret is missing or wrong")
+			e := refuse(http.StatusUnauthorized, outcomeRejectedSignature, "bad_credentials", "the path secret is missing or wrong")
+			e.challenge = p.basic
+			return e
 		}
-	} else if rest != "" {
-		return refuse(http.StatusNotFound, outcomeNotFound, "not_found", "no webhook is served here")
+	} else if err := notBelow(rest); err != nil {
+		return err
 	}
 	if !p.basic {
 		return nil
 	}
 	user, password, ok := r.BasicAuth()
 	if !ok {
-		return unsigned("basic authentication is required: put the user name and password in the webhook URL")
+		e := unsigned("basic authentication is required: put the user name and password in the webhook URL")
+		e.challenge = true
+		return e
 	}
 	u, pw := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
 	if subtle.ConstantTimeCompare(u[:], p.user[:])&subtle.ConstantTimeCompare(pw[:], p.password[:]) != 1 {
-		return refuse(http.StatusUnauthorized, outcomeRejectedSignature, "bad_credentials", "the user name or password is wrong")
+		e := refuse(http.StatusUnauthorized, outcomeRejectedSignature, "bad_credentials", "the user name or password is wrong")
+		e.challenge = true
+		return e
 	}
 	return nil
 }

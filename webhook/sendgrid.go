@@ -109,7 +109,10 @@ func (p *sendGridProvider) info() *common { return &p.common }
 
 // authorize refuses, before reading a large batch, a request without the
 // signature headers or with a stale timestamp.
-func (p *sendGridProvider) authorize(r *http.Request, _ string, now time.Time) error {
+func (p *sendGridProvider) authorize(r *http.Request, rest string, now time.Time) error {
+	if err := notBelow(rest); err != nil {
+		return err
+	}
 	sig, ts := r.Header.Get(SendGridSignatureHeader), r.Header.Get(SendGridTimestampHeader)
 	if sig == "" || ts == "" {
 		return unsigned("%s and %s are required: turn on the Signed Event Webhook", SendGridSignatureHeader, SendGridTimestampHeader)

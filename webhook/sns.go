@@ -121,7 +121,9 @@ func (p *snsProvider) info() *common { return &p.common }
 
 // authorize has nothing to check before the body: SNS signs the JSON
 // document itself.
-func (p *snsProvider) authorize(*http.Request, string, time.Time) error { return nil }
+func (p *snsProvider) authorize(_ *http.Request, rest string, _ time.Time) error {
+	return notBelow(rest)
+}
 
 // snsMessage is the JSON document SNS POSTs (Notification,
 // SubscriptionConfirmation, UnsubscribeConfirmation).
