@@ -94,7 +94,7 @@ func TestBrowserUnsubscribe(t *testing.T) {
 	require.Equal(t, "You are unsubscribed", run(bctx, t, chromedp.Title()))
 	page = run(bctx, t, chromedp.Text(chromedp.CSS("main")))
 	require.Contains(t, page, "You are unsubscribed")
-	require.Contains(t, page, "A***e@Example.org is unsubscribed from the “newsletter” list")
+	require.Contains(t, page, "We have unsubscribed A***e@Example.org from the “newsletter” list")
 	require.Equal(t, e.srv.URL+"/u/"+e.token, run(bctx, t, chromedp.Location()), "no redirect")
 
 	evs := e.pub.Events()
