@@ -115,8 +115,12 @@ func chooseLanguage(r *http.Request) (c *catalog, explicit bool) {
 	if c := catalogFor(r.URL.Query().Get("lang")); c != nil {
 		return c, true
 	}
-	tags, _, err := language.ParseAcceptLanguage(r.Header.Get("Accept-Language"))
-	if err != nil || len(tags) == 0 {
+	header := r.Header.Get("Accept-Language")
+	tags, _, err := language.ParseAcceptLanguage(header)
+	if err != nil {
+		tags = lenientAcceptLanguage(header)
+	}
+	if len(tags) == 0 {
 		return english, false
 	}
 	_, i, conf := matcher.Match(tags...)
@@ -124,6 +128,21 @@ func chooseLanguage(r *http.Request) (c *catalog, explicit bool) {
 		return english, false
 	}
 	return catalogs[i], false
+}
+
+// lenientAcceptLanguage reads a header ParseAcceptLanguage refused
+// ("de;q=0.9;q=0.9", "de;q=high"): the languages in their order, without
+// weights, each entry that is not a language skipped. Better the person's
+// language with a guessed order than English for a typo.
+func lenientAcceptLanguage(header string) []language.Tag {
+	var tags []language.Tag
+	for entry := range strings.SplitSeq(header, ",") {
+		name, _, _ := strings.Cut(entry, ";")
+		if t, err := language.Parse(strings.TrimSpace(name)); err == nil {
+			tags = append(tags, t)
+		}
+	}
+	return tags
 }
 
 // text returns a message as plain text, its placeholders filled from args,

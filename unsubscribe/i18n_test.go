@@ -211,7 +211,9 @@ func TestChooseLanguage(t *testing.T) {
 		{"nl, de;q=0.3", "", "de", false},            // the first language spoken
 		{"de;q=0, fr;q=0.1", "", "fr", false},        // q=0: not acceptable
 		{"not a language header!!", "", "en", false}, // garbage
-		{"de", "fr", "fr", true},                     // the page's choice wins
+		{"de-DE,de;q=0.9;q=0.9", "", "de", false},    // malformed weights: still German
+		{"xx-!!, fr;q=abc", "", "fr", false},
+		{"de", "fr", "fr", true}, // the page's choice wins
 		{"de", "ES", "es", true},
 		{"de", "xx", "de", false}, // an unknown choice is ignored
 		{"de", "<script>", "de", false},
