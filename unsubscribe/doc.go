@@ -19,4 +19,10 @@
 //
 // The handler answers 200 only after the Publisher reports the event stored
 // by Kafka; otherwise 503 and a page that claims nothing.
+//
+// The pages speak English, German, French and Spanish (locales/*.json,
+// chosen by Accept-Language or the page's ?lang=), and show the brand of the
+// token's namespace (Options.Brands, LoadBrands): name, logo, privacy
+// policy, support address and an accent colour, with text colours computed
+// to read at WCAG AA contrast. docs/pages.md describes both.
 package unsubscribe

@@ -55,12 +55,27 @@ type Options struct {
 	PublishTimeout time.Duration
 	// RetryAfter is sent with a 503 when publishing failed. Default 60s.
 	RetryAfter time.Duration
+	// Brands give the pages of each namespace a sender's name, logo,
+	// privacy-policy link, support address and colour (LoadBrands reads
+	// them from a file). Default: neutral pages. NewHandler panics if they
+	// do not pass Brands.Validate.
+	Brands Brands
 }
 
 //go:embed pages.html
 var pagesFS embed.FS
 
-var pages = template.Must(template.ParseFS(pagesFS, "pages.html"))
+var pages = template.Must(template.New("pages.html").Funcs(template.FuncMap{
+	// strong marks up a value given to a message (the address).
+	"strong": func(s string) template.HTML {
+		return "<strong>" + template.HTML(template.HTMLEscapeString(s)) + "</strong>"
+	},
+	// mailto links a validated address (checkEmail: nothing to encode).
+	"mailto": func(addr string) template.HTML {
+		a := template.HTMLEscapeString(addr)
+		return template.HTML(`<a href="mailto:` + a + `">` + a + `</a>`)
+	},
+}).ParseFS(pagesFS, "pages.html"))
 
 // maxBody bounds a form POST: the one-click body is 26 bytes.
 const maxBody = 16 << 10
@@ -73,11 +88,20 @@ const maxBody = 16 << 10
 //	mux.Handle("/u/", unsubscribe.NewHandler(opts)) // no http.StripPrefix
 //
 // The pages link to each other with relative URLs, so a proxy may serve the
-// whole API under a path prefix. NewHandler panics if Keyring or Publisher
-// is nil: a wiring mistake, caught at start-up.
+// whole API under a path prefix. They speak the language the browser asks
+// for (Accept-Language) among those of locales/, English otherwise, and
+// offer the others as links that add "?lang=xx", kept by the page's links
+// and forms (a form posts to its page's URL, query included; the one-click
+// body stays List-Unsubscribe=One-Click alone).
+//
+// NewHandler panics if Keyring or Publisher is nil or Brands are invalid: a
+// wiring mistake, caught at start-up.
 func NewHandler(opts Options) http.Handler {
 	if opts.Keyring == nil || opts.Publisher == nil {
 		panic("unsubscribe.NewHandler: Options.Keyring and Options.Publisher are required")
+	}
+	if err := opts.Brands.Validate(); err != nil {
+		panic("unsubscribe.NewHandler: Options.Brands: " + err.Error())
 	}
 	h := &handler{
 		keys:       opts.Keyring,
@@ -88,6 +112,11 @@ func NewHandler(opts Options) http.Handler {
 		source:     opts.Source,
 		timeout:    opts.PublishTimeout,
 		retryAfter: opts.RetryAfter,
+		fallback:   newBrandView(opts.Brands.Fallback),
+		brands:     make(map[string]*brandView, len(opts.Brands.Namespaces)),
+	}
+	for ns, b := range opts.Brands.Namespaces {
+		h.brands[ns] = newBrandView(b)
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -122,15 +151,26 @@ type handler struct {
 	source     string
 	timeout    time.Duration
 	retryAfter time.Duration
+	fallback   *brandView
+	brands     map[string]*brandView // by namespace
+}
+
+func (h *handler) brand(namespace string) *brandView {
+	if b, ok := h.brands[namespace]; ok {
+		return b
+	}
+	return h.fallback
 }
 
 // securityHeaders are on every answer, errors included: the pages load
 // nothing, run nothing, cannot be framed, leak no token in a Referer and are
-// never cached (a shared proxy must not keep a page naming a person).
+// never cached (a shared proxy must not keep a page naming a person). A page
+// whose brand has a logo allows that logo's origin in img-src, and nothing
+// else (render).
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+		hd.Set("Content-Security-Policy", baseCSP)
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("Cache-Control", "no-store")
 		hd.Set("X-Content-Type-Options", "nosniff")
@@ -150,6 +190,7 @@ type request struct {
 	// Control", "Do Not Track") and honoured whether it was recorded.
 	signal   string
 	honoured bool
+	view     view
 }
 
 // withToken verifies the token, answers 400 if it does not, and records a
@@ -158,13 +199,16 @@ func (h *handler) withToken(route func(*request)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token := r.PathValue("token")
 		now := h.now()
+		loc, explicit := chooseLanguage(r)
 		c, err := h.keys.Verify(token, now)
 		if err != nil {
 			h.log.Info("unsubscribe link rejected", "key_id", h.keys.KeyID(token), "reason", rejection(err), "method", r.Method)
-			h.render(w, http.StatusBadRequest, "invalid", page{Title: "Link not valid or expired"})
+			// The namespace of a link that did not verify is unknown.
+			h.render(w, http.StatusBadRequest, "invalid", page{view: newView(loc, explicit, h.fallback)})
 			return
 		}
-		q := &request{w: w, r: r, token: token, kid: h.keys.KeyID(token), claims: c, now: now}
+		q := &request{w: w, r: r, token: token, kid: h.keys.KeyID(token), claims: c, now: now,
+			view: newView(loc, explicit, h.brand(c.Namespace))}
 		if r.Method != http.MethodHead {
 			h.honourSignal(q)
 		}
@@ -207,7 +251,7 @@ func (h *handler) honourSignal(q *request) {
 // scanners fetch every URL in a message; a GET that unsubscribed would
 // unsubscribe people who never asked.
 func (h *handler) confirm(q *request) {
-	h.render(q.w, http.StatusOK, "confirm", h.page(q, "Unsubscribe", q.claims.Scopes, q.token+"/preferences"))
+	h.render(q.w, http.StatusOK, "confirm", h.page(q, q.claims.Scopes, q.token+"/preferences"))
 }
 
 // unsubscribe is POST /u/{token}: the mail provider's one-click POST
@@ -219,18 +263,23 @@ func (h *handler) unsubscribe(q *request) {
 	button := err == nil && form.Get("confirm") == "1"
 	if !oneClick && !button {
 		h.log.Info("unsubscribe POST without a request", "key_id", q.kid)
-		h.render(q.w, http.StatusBadRequest, "confirm", h.page(q, "Unsubscribe", q.claims.Scopes, q.token+"/preferences"))
+		h.render(q.w, http.StatusBadRequest, "confirm", h.page(q, q.claims.Scopes, q.token+"/preferences"))
 		return
 	}
 	h.unsubscribeFrom(q, q.claims.Scopes, []field{{"confirm", "1"}}, q.token+"/preferences")
 }
 
-// choice is one option of the preference page.
-type choice struct{ Value, Label string }
+// choice is one option of the preference page: one scope of the token
+// (From says what leaving it stops), or everything.
+type choice struct {
+	Value      string
+	From       string
+	Everything bool
+}
 
 // preferences is GET /u/{token}/preferences.
 func (h *handler) preferences(q *request) {
-	h.render(q.w, http.StatusOK, "preferences", h.page(q, "Email preferences", q.claims.Scopes, ""))
+	h.render(q.w, http.StatusOK, "preferences", h.page(q, q.claims.Scopes, ""))
 }
 
 // savePreferences is POST /u/{token}/preferences: one of the token's scopes,
@@ -239,9 +288,9 @@ func (h *handler) preferences(q *request) {
 func (h *handler) savePreferences(q *request) {
 	form, err := parseForm(q.w, q.r)
 	scope := suppression.Scope(form.Get("scope"))
-	if err != nil || !slices.ContainsFunc(choices(q.claims.Scopes), func(c choice) bool { return c.Value == string(scope) }) {
-		p := h.page(q, "Email preferences", q.claims.Scopes, "")
-		p.Error = "Choose one of the options below."
+	if err != nil || !slices.ContainsFunc(q.view.loc.choices(q.claims.Scopes), func(c choice) bool { return c.Value == string(scope) }) {
+		p := h.page(q, q.claims.Scopes, "")
+		p.Invalid = true
 		h.render(q.w, http.StatusBadRequest, "preferences", p)
 		return
 	}
@@ -254,12 +303,12 @@ func (h *handler) unsubscribeFrom(q *request, scopes []suppression.Scope, retry 
 	e := h.event(q, suppression.EventUnsubscribe, scopes)
 	if err := h.publish(q, e); err != nil {
 		q.w.Header().Set("Retry-After", strconv.Itoa(int(h.retryAfter.Round(time.Second)/time.Second)))
-		p := h.page(q, "Try again later", scopes, "")
+		p := h.page(q, scopes, "")
 		p.Retry = retry
 		h.render(q.w, http.StatusServiceUnavailable, "unavailable", p)
 		return
 	}
-	h.render(q.w, http.StatusOK, "done", h.page(q, "You are unsubscribed", scopes, prefs))
+	h.render(q.w, http.StatusOK, "done", h.page(q, scopes, prefs))
 }
 
 // event builds an event from the token. Its id depends only on the token,
@@ -334,29 +383,86 @@ func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	return r.PostForm, nil
 }
 
+// view is what every page shows around its content: the language, the
+// brand, and whether the language was chosen on a page (?lang=), so that the
+// page's links keep it.
+type view struct {
+	loc      *catalog
+	explicit bool
+	brand    *brandView
+}
+
+func newView(loc *catalog, explicit bool, b *brandView) view {
+	return view{loc: loc, explicit: explicit, brand: b}
+}
+
+// langQuery is what the page's own links append to keep a chosen language.
+func (v view) langQuery() string {
+	if v.explicit {
+		return "?lang=" + v.loc.code
+	}
+	return ""
+}
+
 // page is what the templates show. Nothing in it is the raw identifier.
 type page struct {
+	view
 	Title           string
 	Masked          string
-	What            string
+	What            string // what is left, with its preposition ("from the “newsletter” list")
 	Signal          string // "", "honoured" or "failed"
 	SignalName      string
 	PreferencesHref string // relative to the page's own URL
 	Choices         []choice
-	Error           string
+	Invalid         bool // the preference form came back without a valid choice
 	Retry           []field
+	// Languages are the switcher's entries; none on the pages that answer a
+	// POST, whose URL a GET would not show again.
+	Languages []langLink
 }
 
 type field struct{ Name, Value string }
 
-func (h *handler) page(q *request, title string, scopes []suppression.Scope, prefs string) page {
+// langLink is one entry of the language switcher.
+type langLink struct {
+	Code, Name, Href string
+	Current          bool
+}
+
+// T returns a message of the page's language as HTML, its placeholders
+// filled from name/value pairs (see catalog.html). Templates call it with a
+// literal key, which TestTemplateKeys checks against locales/en.json.
+func (p page) T(key string, args ...any) template.HTML { return p.loc.html(key, args...) }
+
+// S returns a message without placeholders as plain text, for attributes.
+func (p page) S(key string) string { return p.loc.text(key) }
+
+// Titled returns the page with its <title>: the message, then the sender.
+func (p page) Titled(key string) page {
+	p.Title = p.loc.text(key)
+	if p.brand.Name != "" {
+		p.Title += " – " + p.brand.Name
+	}
+	return p
+}
+
+// Lang is the page's language, for <html lang>.
+func (p page) Lang() string { return p.loc.code }
+
+// Brand is the page's sender.
+func (p page) Brand() *brandView { return p.brand }
+
+func (h *handler) page(q *request, scopes []suppression.Scope, prefs string) page {
+	loc := q.view.loc
 	p := page{
-		Title:           title,
-		Masked:          Mask(q.claims.Identifier),
-		What:            describeAll(scopes),
-		PreferencesHref: prefs,
-		Choices:         choices(q.claims.Scopes),
-		SignalName:      q.signal,
+		view:       q.view,
+		Masked:     loc.mask(q.claims.Identifier),
+		What:       loc.describeAll(scopes),
+		Choices:    loc.choices(q.claims.Scopes),
+		SignalName: q.signal,
+	}
+	if prefs != "" {
+		p.PreferencesHref = prefs + q.view.langQuery()
 	}
 	if q.signal != "" {
 		p.Signal = "failed"
@@ -367,70 +473,37 @@ func (h *handler) page(q *request, title string, scopes []suppression.Scope, pre
 	return p
 }
 
+// render writes a page with the headers of its brand and language.
 func (h *handler) render(w http.ResponseWriter, status int, name string, p page) {
+	if name != "done" && name != "unavailable" {
+		for _, c := range catalogs {
+			p.Languages = append(p.Languages, langLink{Code: c.code, Name: c.name, Href: "?lang=" + c.code, Current: c == p.loc})
+		}
+	}
 	var b bytes.Buffer
 	if err := pages.ExecuteTemplate(&b, name, p); err != nil {
 		h.log.Error("unsubscribe page", "page", name, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", p.brand.csp)
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Content-Language", p.loc.code)
+	hd.Add("Vary", "Accept-Language")
+	hd.Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(status)
 	w.Write(b.Bytes())
 }
 
 // choices are the preference page's options: each scope of the token, then
 // everything.
-func choices(scopes []suppression.Scope) []choice {
+func (c *catalog) choices(scopes []suppression.Scope) []choice {
 	var cs []choice
 	for _, s := range scopes {
 		if s != suppression.ScopeGlobal {
-			cs = append(cs, choice{Value: string(s), Label: "Only " + describe(s)})
+			cs = append(cs, choice{Value: string(s), From: c.describe(s)})
 		}
 	}
-	return append(cs, choice{Value: string(suppression.ScopeGlobal), Label: "Everything: " + describe(suppression.ScopeGlobal)})
-}
-
-// describe says in words what unsubscribing from a scope stops, to follow
-// "unsubscribed from".
-func describe(s suppression.Scope) string {
-	if topic, ok := s.Topic(); ok {
-		return "the “" + topic + "” list"
-	}
-	switch s {
-	case suppression.ScopeGlobal:
-		return "all marketing we send"
-	case suppression.ChannelScope(suppression.ChannelEmail):
-		return "marketing email"
-	case suppression.ChannelScope(suppression.ChannelSMS):
-		return "marketing text messages"
-	case suppression.ChannelScope(suppression.ChannelPush):
-		return "marketing push notifications"
-	case suppression.ChannelScope(suppression.ChannelAds):
-		return "targeted ads"
-	case suppression.PurposeScope(suppression.PurposeMarketing):
-		return "all marketing"
-	case suppression.PurposeScope(suppression.PurposeAdvertising):
-		return "targeted advertising"
-	case suppression.PurposeScope(suppression.PurposeProfiling):
-		return "profiling"
-	case suppression.PurposeScope(suppression.PurposeSaleSharing):
-		return "the sale or sharing of your data"
-	}
-	return string(s)
-}
-
-func describeAll(scopes []suppression.Scope) string {
-	ds := make([]string, len(scopes))
-	for i, s := range scopes {
-		ds[i] = describe(s)
-	}
-	switch len(ds) {
-	case 0:
-		return ""
-	case 1:
-		return ds[0]
-	}
-	return strings.Join(ds[:len(ds)-1], ", ") + " and " + ds[len(ds)-1]
+	return append(cs, choice{Value: string(suppression.ScopeGlobal), Everything: true})
 }

@@ -349,18 +349,18 @@ func TestPreferences(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	requireSecurityHeaders(t, resp)
 	require.Contains(t, body, `<form method="post">`)
-	require.Contains(t, body, `<legend>What would you like to stop receiving?</legend>`)
-	require.Regexp(t, `<input type="radio" id="scope-0" name="scope" value="topic:newsletter" required checked><label for="scope-0">Only the “newsletter” list</label>`, body)
+	require.Contains(t, body, `<legend>What would you like to unsubscribe from?</legend>`)
+	require.Regexp(t, `<input type="radio" id="scope-0" name="scope" value="topic:newsletter" required checked><label for="scope-0">Only from the “newsletter” list</label>`, body)
 	require.Regexp(t, `<input type="radio" id="scope-1" name="scope" value="\*" required><label for="scope-1">Everything: all marketing we send</label>`, body)
 	requireNoAddress(t, body)
 	require.Empty(t, e.pub.Events())
 
 	resp, body = e.form(path, url.Values{"scope": {"topic:newsletter"}}, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Contains(t, body, "is unsubscribed from the “newsletter” list")
+	require.Contains(t, body, "We have unsubscribed <strong>A***e@Example.org</strong> from the “newsletter” list.")
 	resp, body = e.form(path, url.Values{"scope": {"*"}}, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Contains(t, body, "is unsubscribed from all marketing we send")
+	require.Contains(t, body, "We have unsubscribed <strong>A***e@Example.org</strong> from all marketing we send.")
 
 	evs := e.pub.Events()
 	require.Len(t, evs, 2)
@@ -510,4 +510,76 @@ func TestLogsNameNoOne(t *testing.T) {
 	low := strings.ToLower(logs)
 	require.NotContains(t, low, "alice")
 	require.NotContains(t, low, "example.org")
+}
+
+// unsubscribeFails publishes privacy-signal events but not unsubscribes: a
+// partial outage, the one case where a page has recorded something and
+// still failed at what was asked.
+type unsubscribeFails struct{ fakePublisher }
+
+func (p *unsubscribeFails) Publish(ctx context.Context, e suppression.Event) error {
+	if e.Type == suppression.EventUnsubscribe {
+		return errors.New("broker down")
+	}
+	return p.fakePublisher.Publish(ctx, e)
+}
+
+// TestSignalWordingIsTrue: what a page says it changed is what it changed,
+// in each state of the privacy signal: honoured (a gpc event was published,
+// so "nothing changed" would be false), sent but not recorded (nothing was
+// published), or absent. In every language.
+func TestSignalWordingIsTrue(t *testing.T) {
+	gpc := http.Header{"Sec-Gpc": {"1"}}
+	for _, loc := range catalogs {
+		msg := func(key string) string { return string(loc.html(key)) }
+		q := "?lang=" + loc.code
+		t.Run(loc.code, func(t *testing.T) {
+			// No signal: nothing changed, and the page says so.
+			e := newEnv(t, nil)
+			_, body := e.do(http.MethodGet, "/u/"+e.token+q, "", nil, nil)
+			require.Contains(t, body, msg("confirm.unchanged"))
+			require.NotContains(t, body, msg("confirm.unchanged_after_signal"))
+			require.NotContains(t, body, `class="note"`)
+			_, body = e.do(http.MethodGet, "/u/"+e.token+"/preferences"+q, "", nil, nil)
+			require.Contains(t, body, msg("preferences.unchanged"))
+			require.Empty(t, e.pub.Events())
+
+			// Honoured: the gpc opt-out is recorded, so the page says that
+			// this, and only this, has changed.
+			e = newEnv(t, nil)
+			_, body = e.do(http.MethodGet, "/u/"+e.token+q, "", nil, gpc)
+			require.Len(t, e.pub.Events(), 1)
+			require.Equal(t, suppression.EventGPC, e.pub.Events()[0].Type)
+			require.Contains(t, body, string(loc.html("signal.honoured", "signal", "Global Privacy Control", "address", "A***e@Example.org")))
+			require.Contains(t, body, msg("confirm.unchanged_after_signal"))
+			require.NotContains(t, body, msg("confirm.unchanged"), "a page that recorded the signal does not say it changed nothing")
+			_, body = e.do(http.MethodGet, "/u/"+e.token+"/preferences"+q, "", nil, gpc)
+			require.Contains(t, body, msg("preferences.unchanged_after_signal"))
+			require.NotContains(t, body, msg("preferences.unchanged"))
+
+			// Sent but not recorded: nothing was published, and the page
+			// says both.
+			e = newEnv(t, nil)
+			e.pub.setFail(errors.New("broker down"))
+			_, body = e.do(http.MethodGet, "/u/"+e.token+q, "", nil, gpc)
+			require.Empty(t, e.pub.Events())
+			require.Contains(t, body, string(loc.html("signal.failed", "signal", "Global Privacy Control")))
+			require.Contains(t, body, msg("confirm.unchanged"))
+			require.NotContains(t, body, msg("confirm.unchanged_after_signal"))
+
+			// The button fails but the signal was recorded: the 503 page does
+			// not claim that nothing changed.
+			pub := &unsubscribeFails{}
+			e = newEnv(t, func(o *Options) { o.Publisher = pub })
+			resp, body := e.form("/u/"+e.token+q, url.Values{"confirm": {"1"}}, gpc)
+			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			require.Len(t, pub.Events(), 1)
+			require.Equal(t, suppression.EventGPC, pub.Events()[0].Type)
+			require.Contains(t, body, msg("unavailable.unchanged_after_signal"))
+			require.NotContains(t, body, msg("unavailable.unchanged"))
+			resp, body = e.form("/u/"+e.token+q, url.Values{"confirm": {"1"}}, nil)
+			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			require.Contains(t, body, msg("unavailable.unchanged"))
+		})
+	}
 }

@@ -9,16 +9,31 @@ import (
 
 // Mask returns an identifier as a page may show it: enough for the person to
 // recognise it ("a***e@example.org"), too little for whoever else sees the
-// page (a shared screen, a forwarded link) to learn it.
-func Mask(id suppression.Identifier) string {
+// page (a shared screen, a forwarded link) to learn it. The words around a
+// phone number or a device ("phone number ending 89") are English here; the
+// pages use the words of their language.
+func Mask(id suppression.Identifier) string { return english.mask(id) }
+
+// mask is Mask in the catalog's language.
+func (c *catalog) mask(id suppression.Identifier) string {
+	key, args, masked := maskMessage(id)
+	if key == "" {
+		return masked
+	}
+	return c.text(key, args...)
+}
+
+// maskMessage returns the message naming an identifier, or, for an email
+// address, the masked address itself (key "").
+func maskMessage(id suppression.Identifier) (key string, args []string, masked string) {
 	v := strings.TrimSpace(id.Value)
 	switch id.Type {
 	case suppression.IDEmail:
 		at := strings.LastIndexByte(v, '@')
 		if at < 0 {
-			return "your address"
+			return "id.address", nil, ""
 		}
-		return maskMiddle(v[:at]) + v[at:]
+		return "", nil, maskMiddle(v[:at]) + v[at:]
 	case suppression.IDPhone:
 		digits := strings.Map(func(r rune) rune {
 			if '0' <= r && r <= '9' {
@@ -27,18 +42,18 @@ func Mask(id suppression.Identifier) string {
 			return -1
 		}, v)
 		if len(digits) < 6 {
-			return "your phone number"
+			return "id.phone", nil, ""
 		}
-		return "phone number ending " + digits[len(digits)-2:]
+		return "id.phone_ending", []string{"digits", digits[len(digits)-2:]}, ""
 	case suppression.IDMAID:
 		if len(v) < 8 {
-			return "your device"
+			return "id.device", nil, ""
 		}
-		return "device ending " + strings.ToLower(v[len(v)-4:])
+		return "id.device_ending", []string{"suffix", strings.ToLower(v[len(v)-4:])}, ""
 	case suppression.IDUserID:
-		return "your account"
+		return "id.account", nil, ""
 	}
-	return "your address" // pre-hashed: nothing to show
+	return "id.address", nil, "" // pre-hashed: nothing to show
 }
 
 // maskMiddle keeps the first and last character of s when it is long enough
