@@ -14,6 +14,7 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 )
 
 // TestScenarios renders every ci/*-values.yaml scenario, decodes every
@@ -101,6 +102,15 @@ func TestFull(t *testing.T) {
 	require.Equal(t, "prod.complaints,prod.bounces", consumer["SUPPRESSD_TOPIC_EXTRA"], "lists become comma-separated")
 	require.NotContains(t, consumer, "SUPPRESSD_API_MAX_BATCH", "each role gets its own settings only")
 	require.NotContains(t, api, "SUPPRESSD_CONSUMER_BATCH_SIZE")
+
+	// minAvailable given over the default maxUnavailable: only it (the API
+	// server refuses a PodDisruptionBudget with both).
+	for name, want := range map[string]int{"sd-api": 2, "sd-consumer": 5} {
+		pdb := podDisruptionBudget(t, r, name)
+		require.Nil(t, pdb.Spec.MaxUnavailable, name)
+		require.NotNil(t, pdb.Spec.MinAvailable, name)
+		require.Equal(t, want, pdb.Spec.MinAvailable.IntValue(), name)
+	}
 
 	d := deployment(t, r, "sd-api")
 	require.Equal(t, "registry.example.com/suppressd/suppressd@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", d.Spec.Template.Spec.Containers[0].Image)
@@ -425,6 +435,17 @@ func configMap(t *testing.T, r rendered, name string) *corev1.ConfigMap {
 		}
 	}
 	t.Fatalf("no ConfigMap %s", name)
+	return nil
+}
+
+func podDisruptionBudget(t *testing.T, r rendered, name string) *policyv1.PodDisruptionBudget {
+	t.Helper()
+	for _, o := range r.objects {
+		if p, ok := o.obj.(*policyv1.PodDisruptionBudget); ok && p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("no PodDisruptionBudget %s", name)
 	return nil
 }
 
