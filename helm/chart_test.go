@@ -10,8 +10,6 @@ import (
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/stretchr/testify/require"
-	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -36,17 +34,19 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
-// TestLint runs `helm lint` (the SDK's pkg/lint) with each scenario.
+// TestLint runs `helm lint --strict` (the SDK's pkg/lint, warnings fail)
+// with each scenario, values.schema.json in force.
 func TestLint(t *testing.T) {
 	for _, file := range scenarios(t) {
 		t.Run(strings.TrimSuffix(filepath.Base(file), "-values.yaml"), func(t *testing.T) {
-			vals := readValues(t, file)
-			linter := lint.AllWithKubeVersion(chartDir, vals, namespace, kubeVersion)
-			for _, m := range linter.Messages {
-				require.Less(t, m.Severity, support.WarningSev, "lint: %s", m)
-			}
+			require.Empty(t, lintStrict(t, chartDir, file))
 		})
 	}
+	// The schema is in force: a value it refuses fails the lint.
+	failed := lintStrict(t, chartDir, filepath.Join(chartDir, "ci", "minimal-values.yaml"),
+		valuesFile(t, "config:\n  logLevel: verbose\n"))
+	require.NotEmpty(t, failed)
+	require.Contains(t, fmt.Sprint(failed), "at '/config/logLevel'")
 }
 
 // TestFull checks what the full scenario turns on.
@@ -129,7 +129,7 @@ func TestConsumerReplicasBoundedByPartitions(t *testing.T) {
 		{6, 6, ""},
 		{1, 6, ""},
 		{7, 6, "consumer.replicaCount (7) is above consumer.partitions (6)"},
-		{1, 0, "consumer.partitions must be the partition count"},
+		{1, 0, "at '/consumer/partitions': minimum: got 0, want 1"},
 	} {
 		t.Run(fmt.Sprintf("%d/%d", tc.replicas, tc.partitions), func(t *testing.T) {
 			r, err := render(chartDir, []string{minimal},
@@ -194,14 +194,16 @@ func TestRequiredAndRefused(t *testing.T) {
 		{[]string{"config.redisAddrs="}, "config.redisAddrs is required"},
 		{[]string{"config.kafkaBrokers="}, "config.kafkaBrokers is required"},
 		{[]string{"config.kafkaBrokers=", "consumer.enabled=false"}, "config.kafkaBrokers is required"}, // the API publishes
-		{[]string{"config.kafkaBroker=kafka:9092"}, "config.kafkaBroker is not a suppressd setting"},
-		{[]string{"consumer.config.consumerBatchSise=10"}, "config.consumerBatchSise is not a suppressd setting"},
-		// Secrets are never values: each has its own refusal.
-		{[]string{"config.redisPassword=hunter2"}, "config.redisPassword: a secret: set secrets.redisPassword.existingSecret"},
-		{[]string{"config.pepper=c2VjcmV0c2VjcmV0c2VjcmV0"}, "config.pepper: a secret"},
-		{[]string{"api.config.apiKeys=k:check:00"}, "config.apiKeys: a secret"},
-		{[]string{"config.kafkaSaslPassword=x"}, "config.kafkaSaslPassword: a secret"},
-		{[]string{"config.role=api"}, "config.role: set by the chart"},
+		// values.schema.json refuses keys that are no setting, secrets and
+		// what the chart sets (TestTemplateChecksWithoutSchema: and so do
+		// the templates, with --skip-schema-validation).
+		{[]string{"config.kafkaBroker=kafka:9092"}, "at '/config': additional properties 'kafkaBroker' not allowed"},
+		{[]string{"consumer.config.consumerBatchSise=10"}, "at '/consumer/config': additional properties 'consumerBatchSise' not allowed"},
+		{[]string{"config.redisPassword=hunter2"}, "at '/config': additional properties 'redisPassword' not allowed"},
+		{[]string{"config.pepper=c2VjcmV0c2VjcmV0c2VjcmV0"}, "at '/config': additional properties 'pepper' not allowed"},
+		{[]string{"api.config.apiKeys=k:check:00"}, "at '/api/config': additional properties 'apiKeys' not allowed"},
+		{[]string{"config.kafkaSaslPassword=x"}, "at '/config': additional properties 'kafkaSaslPassword' not allowed"},
+		{[]string{"config.role=api"}, "at '/config': additional properties 'role' not allowed"},
 		{[]string{"secrets.kafkaTls.existingSecret=tls"}, "config.kafkaTls is not true"},
 		{[]string{"secrets.kafkaTls.existingSecret=tls", "config.kafkaTls=true", "config.kafkaTlsCaFile=/ca.pem"}, "set one, not both"},
 		{[]string{"secrets.redisTls.existingSecret=tls"}, "config.redisTls is not true"},
@@ -210,6 +212,32 @@ func TestRequiredAndRefused(t *testing.T) {
 	} {
 		t.Run(tc.err, func(t *testing.T) {
 			_, err := render(chartDir, []string{minimal}, tc.set...)
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}
+
+// TestTemplateChecksWithoutSchema: with --skip-schema-validation the
+// templates still refuse what the schema would, each saying why and where
+// the value belongs instead.
+func TestTemplateChecksWithoutSchema(t *testing.T) {
+	minimal := filepath.Join(chartDir, "ci", "minimal-values.yaml")
+	for _, tc := range []struct {
+		set []string
+		err string
+	}{
+		{[]string{"config.kafkaBroker=kafka:9092"}, "config.kafkaBroker is not a suppressd setting"},
+		{[]string{"consumer.config.consumerBatchSise=10"}, "config.consumerBatchSise is not a suppressd setting"},
+		// Secrets are never values: each has its own refusal.
+		{[]string{"config.redisPassword=hunter2"}, "config.redisPassword: a secret: set secrets.redisPassword.existingSecret"},
+		{[]string{"config.pepper=c2VjcmV0c2VjcmV0c2VjcmV0"}, "config.pepper: a secret"},
+		{[]string{"api.config.apiKeys=k:check:00"}, "config.apiKeys: a secret"},
+		{[]string{"config.kafkaSaslPassword=x"}, "config.kafkaSaslPassword: a secret"},
+		{[]string{"config.role=api"}, "config.role: set by the chart"},
+		{[]string{"consumer.partitions=0"}, "consumer.partitions must be the partition count"},
+	} {
+		t.Run(tc.err, func(t *testing.T) {
+			_, err := renderWith(renderOptions{skipSchema: true}, chartDir, []string{minimal}, tc.set...)
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
@@ -261,7 +289,9 @@ func TestEveryVariableSettable(t *testing.T) {
 	secretVars := map[string]bool{}
 	probeRender := func(set []string) {
 		t.Helper()
-		r, err := render(chartDir, nil, set...)
+		// The probe values are markers, not valid settings: the schema
+		// would refuse them, and the wiring is what is tested here.
+		r, err := renderWith(renderOptions{skipSchema: true}, chartDir, nil, set...)
 		require.NoError(t, err)
 		for _, o := range r.objects {
 			switch x := o.obj.(type) {

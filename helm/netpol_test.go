@@ -380,9 +380,8 @@ func TestScrapeTargetsReachable(t *testing.T) {
 		scenario{"Prometheus pods selected by label", []string{full}, []string{
 			"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
 			"networkPolicy.metricsFrom[0].podSelector.matchLabels.app\\.kubernetes\\.io/name=prometheus"}},
-		scenario{"Prometheus in the release's namespace", []string{full}, []string{
-			"networkPolicy.metricsFrom[0].namespaceSelector=null",
-			"networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prometheus"}},
+		scenario{"Prometheus in the release's namespace", []string{full, valuesFile(t,
+			"networkPolicy:\n  metricsFrom:\n    - podSelector:\n        matchLabels:\n          app: prometheus\n")}, nil},
 		scenario{"API open to every source", []string{minimal}, append(slices.Clone(on),
 			"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=observability")},
 	)
