@@ -376,7 +376,7 @@ func TestScrapeTargetsReachable(t *testing.T) {
 	}
 	cases = append(cases,
 		scenario{"full, api only", []string{full}, []string{"consumer.enabled=false"}},
-		scenario{"full, consumer only", []string{full}, []string{"api.enabled=false"}},
+		scenario{"full, consumer only", []string{full}, []string{"api.enabled=false", "ingress.enabled=false"}},
 		scenario{"Prometheus pods selected by label", []string{full}, []string{
 			"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
 			"networkPolicy.metricsFrom[0].podSelector.matchLabels.app\\.kubernetes\\.io/name=prometheus"}},
