@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -312,6 +313,20 @@ func checkPod(t corev1.PodTemplateSpec) []error {
 		}
 		if c.Resources.Limits.Memory().IsZero() {
 			fail("%s: resources.limits.memory must be set", at)
+		}
+		// GOMEMLIMIT is a soft limit below the hard one, in bytes.
+		for _, e := range c.Env {
+			if e.Name != "GOMEMLIMIT" {
+				continue
+			}
+			n, err := strconv.ParseInt(e.Value, 10, 64)
+			limit := c.Resources.Limits.Memory().Value()
+			switch {
+			case err != nil || e.ValueFrom != nil:
+				fail("%s: GOMEMLIMIT %q is not a number of bytes", at, e.Value)
+			case limit == 0 || n <= 0 || n >= limit:
+				fail("%s: GOMEMLIMIT %d is not below the memory limit (%d bytes)", at, n, limit)
+			}
 		}
 		for _, m := range c.VolumeMounts {
 			if secretVolumes[m.Name] {
