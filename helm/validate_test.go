@@ -447,7 +447,7 @@ func (v *validator) serviceMonitor(o object, sm *monitoringv1.ServiceMonitor) {
 }
 
 // publicPaths are the API's paths meant for the internet, each a prefix:
-// the unsubscribe pages and the providers' webhooks. Nothing else of the
+// the unsubscribe pages and the inbound webhooks. Nothing else of the
 // API's port (/v1/, /metrics, /healthz, /readyz) may be routed from outside.
 var publicPaths = []string{"/u/", "/hooks/"}
 
