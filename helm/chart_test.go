@@ -10,10 +10,9 @@ import (
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/stretchr/testify/require"
-	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 )
 
 // TestScenarios renders every ci/*-values.yaml scenario, decodes every
@@ -35,17 +34,19 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
-// TestLint runs `helm lint` (the SDK's pkg/lint) with each scenario.
+// TestLint runs `helm lint --strict` (the SDK's pkg/lint, warnings fail)
+// with each scenario, values.schema.json in force.
 func TestLint(t *testing.T) {
 	for _, file := range scenarios(t) {
 		t.Run(strings.TrimSuffix(filepath.Base(file), "-values.yaml"), func(t *testing.T) {
-			vals := readValues(t, file)
-			linter := lint.AllWithKubeVersion(chartDir, vals, namespace, kubeVersion)
-			for _, m := range linter.Messages {
-				require.Less(t, m.Severity, support.WarningSev, "lint: %s", m)
-			}
+			require.Empty(t, lintStrict(t, chartDir, file))
 		})
 	}
+	// The schema is in force: a value it refuses fails the lint.
+	failed := lintStrict(t, chartDir, filepath.Join(chartDir, "ci", "minimal-values.yaml"),
+		valuesFile(t, "config:\n  logLevel: verbose\n"))
+	require.NotEmpty(t, failed)
+	require.Contains(t, fmt.Sprint(failed), "at '/config/logLevel'")
 }
 
 // TestFull checks what the full scenario turns on.
@@ -102,6 +103,15 @@ func TestFull(t *testing.T) {
 	require.NotContains(t, consumer, "SUPPRESSD_API_MAX_BATCH", "each role gets its own settings only")
 	require.NotContains(t, api, "SUPPRESSD_CONSUMER_BATCH_SIZE")
 
+	// minAvailable given over the default maxUnavailable: only it (the API
+	// server refuses a PodDisruptionBudget with both).
+	for name, want := range map[string]int{"sd-api": 2, "sd-consumer": 5} {
+		pdb := podDisruptionBudget(t, r, name)
+		require.Nil(t, pdb.Spec.MaxUnavailable, name)
+		require.NotNil(t, pdb.Spec.MinAvailable, name)
+		require.Equal(t, want, pdb.Spec.MinAvailable.IntValue(), name)
+	}
+
 	d := deployment(t, r, "sd-api")
 	require.Equal(t, "registry.example.com/suppressd/suppressd@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", d.Spec.Template.Spec.Containers[0].Image)
 	require.Equal(t, ":8081", env(d, "SUPPRESSD_API_ADDR").Value)
@@ -119,7 +129,7 @@ func TestConsumerReplicasBoundedByPartitions(t *testing.T) {
 		{6, 6, ""},
 		{1, 6, ""},
 		{7, 6, "consumer.replicaCount (7) is above consumer.partitions (6)"},
-		{1, 0, "consumer.partitions must be the partition count"},
+		{1, 0, "at '/consumer/partitions': minimum: got 0, want 1"},
 	} {
 		t.Run(fmt.Sprintf("%d/%d", tc.replicas, tc.partitions), func(t *testing.T) {
 			r, err := render(chartDir, []string{minimal},
@@ -184,14 +194,16 @@ func TestRequiredAndRefused(t *testing.T) {
 		{[]string{"config.redisAddrs="}, "config.redisAddrs is required"},
 		{[]string{"config.kafkaBrokers="}, "config.kafkaBrokers is required"},
 		{[]string{"config.kafkaBrokers=", "consumer.enabled=false"}, "config.kafkaBrokers is required"}, // the API publishes
-		{[]string{"config.kafkaBroker=kafka:9092"}, "config.kafkaBroker is not a suppressd setting"},
-		{[]string{"consumer.config.consumerBatchSise=10"}, "config.consumerBatchSise is not a suppressd setting"},
-		// Secrets are never values: each has its own refusal.
-		{[]string{"config.redisPassword=hunter2"}, "config.redisPassword: a secret: set secrets.redisPassword.existingSecret"},
-		{[]string{"config.pepper=c2VjcmV0c2VjcmV0c2VjcmV0"}, "config.pepper: a secret"},
-		{[]string{"api.config.apiKeys=k:check:00"}, "config.apiKeys: a secret"},
-		{[]string{"config.kafkaSaslPassword=x"}, "config.kafkaSaslPassword: a secret"},
-		{[]string{"config.role=api"}, "config.role: set by the chart"},
+		// values.schema.json refuses keys that are no setting, secrets and
+		// what the chart sets (TestTemplateChecksWithoutSchema: and so do
+		// the templates, with --skip-schema-validation).
+		{[]string{"config.kafkaBroker=kafka:9092"}, "at '/config': additional properties 'kafkaBroker' not allowed"},
+		{[]string{"consumer.config.consumerBatchSise=10"}, "at '/consumer/config': additional properties 'consumerBatchSise' not allowed"},
+		{[]string{"config.redisPassword=hunter2"}, "at '/config': additional properties 'redisPassword' not allowed"},
+		{[]string{"config.pepper=c2VjcmV0c2VjcmV0c2VjcmV0"}, "at '/config': additional properties 'pepper' not allowed"},
+		{[]string{"api.config.apiKeys=k:check:00"}, "at '/api/config': additional properties 'apiKeys' not allowed"},
+		{[]string{"config.kafkaSaslPassword=x"}, "at '/config': additional properties 'kafkaSaslPassword' not allowed"},
+		{[]string{"config.role=api"}, "at '/config': additional properties 'role' not allowed"},
 		{[]string{"secrets.kafkaTls.existingSecret=tls"}, "config.kafkaTls is not true"},
 		{[]string{"secrets.kafkaTls.existingSecret=tls", "config.kafkaTls=true", "config.kafkaTlsCaFile=/ca.pem"}, "set one, not both"},
 		{[]string{"secrets.redisTls.existingSecret=tls"}, "config.redisTls is not true"},
@@ -200,6 +212,32 @@ func TestRequiredAndRefused(t *testing.T) {
 	} {
 		t.Run(tc.err, func(t *testing.T) {
 			_, err := render(chartDir, []string{minimal}, tc.set...)
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}
+
+// TestTemplateChecksWithoutSchema: with --skip-schema-validation the
+// templates still refuse what the schema would, each saying why and where
+// the value belongs instead.
+func TestTemplateChecksWithoutSchema(t *testing.T) {
+	minimal := filepath.Join(chartDir, "ci", "minimal-values.yaml")
+	for _, tc := range []struct {
+		set []string
+		err string
+	}{
+		{[]string{"config.kafkaBroker=kafka:9092"}, "config.kafkaBroker is not a suppressd setting"},
+		{[]string{"consumer.config.consumerBatchSise=10"}, "config.consumerBatchSise is not a suppressd setting"},
+		// Secrets are never values: each has its own refusal.
+		{[]string{"config.redisPassword=hunter2"}, "config.redisPassword: a secret: set secrets.redisPassword.existingSecret"},
+		{[]string{"config.pepper=c2VjcmV0c2VjcmV0c2VjcmV0"}, "config.pepper: a secret"},
+		{[]string{"api.config.apiKeys=k:check:00"}, "config.apiKeys: a secret"},
+		{[]string{"config.kafkaSaslPassword=x"}, "config.kafkaSaslPassword: a secret"},
+		{[]string{"config.role=api"}, "config.role: set by the chart"},
+		{[]string{"consumer.partitions=0"}, "consumer.partitions must be the partition count"},
+	} {
+		t.Run(tc.err, func(t *testing.T) {
+			_, err := renderWith(renderOptions{skipSchema: true}, chartDir, []string{minimal}, tc.set...)
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
@@ -251,7 +289,9 @@ func TestEveryVariableSettable(t *testing.T) {
 	secretVars := map[string]bool{}
 	probeRender := func(set []string) {
 		t.Helper()
-		r, err := render(chartDir, nil, set...)
+		// The probe values are markers, not valid settings: the schema
+		// would refuse them, and the wiring is what is tested here.
+		r, err := renderWith(renderOptions{skipSchema: true}, chartDir, nil, set...)
 		require.NoError(t, err)
 		for _, o := range r.objects {
 			switch x := o.obj.(type) {
@@ -425,6 +465,17 @@ func configMap(t *testing.T, r rendered, name string) *corev1.ConfigMap {
 		}
 	}
 	t.Fatalf("no ConfigMap %s", name)
+	return nil
+}
+
+func podDisruptionBudget(t *testing.T, r rendered, name string) *policyv1.PodDisruptionBudget {
+	t.Helper()
+	for _, o := range r.objects {
+		if p, ok := o.obj.(*policyv1.PodDisruptionBudget); ok && p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("no PodDisruptionBudget %s", name)
 	return nil
 }
 

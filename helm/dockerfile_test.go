@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -94,8 +96,13 @@ func parseDockerfile(src string) ([]stage, error) {
 }
 
 var (
-	distrolessNonroot = regexp.MustCompile(`^gcr\.io/distroless/static(-debian\d+)?:nonroot(@sha256:[0-9a-f]{64})?$`)
+	distrolessNonroot = regexp.MustCompile(`^gcr\.io/distroless/static(-debian\d+)?:nonroot@sha256:[0-9a-f]{64}$`)
 	ldflagsVersion    = regexp.MustCompile(`-ldflags[= ]["']?[^"']*-X main\.version=\$\{?VERSION\}?`)
+	// pinned is an image reference with both a tag (for readers) and the
+	// digest of what is pulled: name:tag@sha256:<64 lowercase hex>.
+	pinned = regexp.MustCompile(`^[a-z0-9][a-z0-9./_-]*(:[0-9]+)?(/[a-z0-9._-]+)*:([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})@sha256:[0-9a-f]{64}$`)
+	// numericUser is USER uid or uid:gid, both numbers.
+	numericUser = regexp.MustCompile(`^([0-9]+)(?::([0-9]+))?$`)
 )
 
 // checkDockerfile returns every rule the Dockerfile breaks.
@@ -111,12 +118,25 @@ func checkDockerfile(src string) error {
 	}
 	final := stages[len(stages)-1]
 	if !distrolessNonroot.MatchString(final.from) {
-		fail("final FROM %q is not gcr.io/distroless/static(-debianN):nonroot", final.from)
+		fail("final FROM %q is not gcr.io/distroless/static(-debianN):nonroot pinned by digest", final.from)
+	}
+	// Every base image is pinned by digest, written out: a build argument
+	// in FROM could swap a pinned image for anything at build time.
+	for i, st := range stages {
+		if slices.ContainsFunc(stages[:i], func(prev stage) bool { return prev.name != "" && prev.name == st.from }) {
+			continue // FROM an earlier stage
+		}
+		switch {
+		case strings.Contains(st.from, "$"):
+			fail("FROM %q: a build argument in the base image; write the pinned reference out", st.from)
+		case !pinned.MatchString(st.from):
+			fail("FROM %q is not pinned by digest (name:tag@sha256:<64 lowercase hex digits>)", st.from)
+		}
 	}
 
 	// The final stage: the binary copied from a build stage, nothing run.
 	var build *stage
-	var entrypoint, cmd string
+	var entrypoint, cmd, user string
 	labels := map[string]string{}
 	for _, in := range final.instrs {
 		switch in.cmd {
@@ -136,9 +156,7 @@ func checkDockerfile(src string) error {
 				}
 			}
 		case "USER":
-			if u := strings.Split(in.args, ":")[0]; u == "root" || u == "0" {
-				fail("line %d: USER %s", in.line, in.args)
-			}
+			user = in.args
 		case "ENTRYPOINT":
 			entrypoint = in.args
 		case "CMD":
@@ -148,6 +166,18 @@ func checkDockerfile(src string) error {
 				labels[m[1]] = m[2]
 			}
 		}
+	}
+	// A numeric, non-root USER: the kubelet enforces runAsNonRoot only
+	// against a numeric user, and root in any spelling is refused.
+	switch m := numericUser.FindStringSubmatch(user); {
+	case user == "":
+		fail("no USER in the final stage: the image would run as the base's user, whatever it becomes")
+	case m == nil:
+		fail("USER %s is not numeric (uid:gid): runAsNonRoot cannot be verified against a name", user)
+	case m[1] == "0" || strings.TrimLeft(m[1], "0") == "":
+		fail("USER %s: uid 0 is root", user)
+	case m[2] != "" && strings.TrimLeft(m[2], "0") == "":
+		fail("USER %s: gid 0 is root's group", user)
 	}
 	var ep []string
 	if err := json.Unmarshal([]byte(entrypoint), &ep); err != nil || len(ep) != 1 || ep[0] != "/suppressd" {
@@ -164,6 +194,15 @@ func checkDockerfile(src string) error {
 	}
 	if !strings.Contains(labels["org.opencontainers.image.version"], "VERSION") {
 		fail("LABEL org.opencontainers.image.version is not the VERSION build argument")
+	}
+	// The base labels say what the image is built on: the final FROM.
+	if name, digest, ok := strings.Cut(final.from, "@"); ok {
+		if labels["org.opencontainers.image.base.name"] != name {
+			fail("LABEL org.opencontainers.image.base.name %q does not match the final FROM %q", labels["org.opencontainers.image.base.name"], name)
+		}
+		if labels["org.opencontainers.image.base.digest"] != digest {
+			fail("LABEL org.opencontainers.image.base.digest %q does not match the final FROM's digest %s", labels["org.opencontainers.image.base.digest"], digest)
+		}
 	}
 	if build == nil {
 		fail("the final stage copies nothing from a named build stage")
@@ -240,12 +279,49 @@ func TestDockerfile(t *testing.T) {
 	require.NoError(t, err)
 	src := string(b)
 	require.NoError(t, checkDockerfile(src))
+	stages, err := parseDockerfile(src)
+	require.NoError(t, err)
 
 	// What it stamps and builds exists.
 	main, err := os.ReadFile(filepath.Join(repoRoot, "cmd", "suppressd", "main.go"))
 	require.NoError(t, err)
 	require.Regexp(t, `(?m)^var version = `, string(main), "-X main.version needs a package-level var version in cmd/suppressd")
 	require.Contains(t, src, "./cmd/suppressd")
+
+	// The builder's Go is at least the one go.mod asks for: the official
+	// image sets GOTOOLCHAIN=local, so an older one fails the build.
+	goMod, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
+	require.NoError(t, err)
+	want := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(string(goMod))
+	require.NotNil(t, want, "go.mod has no go directive")
+	var builder string
+	for _, st := range stages {
+		if strings.HasPrefix(st.from, "golang:") {
+			builder = st.from
+		}
+	}
+	require.NotEmpty(t, builder, "no golang:<version> build stage")
+	tag := strings.TrimPrefix(strings.SplitN(builder, "@", 2)[0], "golang:")
+	require.GreaterOrEqual(t, goVersion(t, strings.SplitN(tag, "-", 2)[0]), goVersion(t, want[1]),
+		"builder golang:%s is older than go.mod's go %s", tag, want[1])
+
+	// The chart runs the pods as the image's user: a runAsUser or
+	// runAsGroup other than the image's USER would be a second identity
+	// to keep in step (files, fsGroup), and runAsNonRoot works without them.
+	user := ""
+	for _, in := range stages[len(stages)-1].instrs {
+		if in.cmd == "USER" {
+			user = in.args
+		}
+	}
+	m := numericUser.FindStringSubmatch(user)
+	require.NotNil(t, m)
+	psc := readValues(t, filepath.Join(chartDir, "values.yaml"))["podSecurityContext"].(map[string]any)
+	for k, id := range map[string]string{"runAsUser": m[1], "runAsGroup": m[2], "fsGroup": m[2]} {
+		if v, ok := psc[k]; ok && id != "" {
+			require.Equal(t, id, fmt.Sprint(v), "podSecurityContext.%s is not the image's USER %s", k, user)
+		}
+	}
 
 	// The build context keeps out what is not built.
 	ignore, err := os.ReadFile(filepath.Join(repoRoot, ".dockerignore"))
@@ -254,18 +330,36 @@ func TestDockerfile(t *testing.T) {
 		require.Contains(t, strings.Fields(string(ignore)), p, ".dockerignore")
 	}
 
-	// The checks bite: each edit breaks one rule.
+	// The checks bite: each edit breaks one rule. The FROM lines are read
+	// from the file, so a digest update does not touch this test.
+	buildFrom := lineWith(t, src, "FROM --platform=$BUILDPLATFORM golang:")
+	finalFrom := lineWith(t, src, "FROM gcr.io/distroless/")
+	builderRef := strings.Fields(buildFrom)[2]
+	finalRef := strings.Fields(finalFrom)[1]
+	baseDigest := lineWith(t, src, "org.opencontainers.image.base.digest=")
 	for _, tc := range []struct{ name, old, new, err string }{
-		{"single stage", "FROM gcr.io/distroless/static-debian13:nonroot\n", "", "not multi-stage"},
+		{"single stage", finalFrom + "\n", "", "not multi-stage"},
 		{"sources before modules", "COPY go.mod go.sum ./\n", "COPY . .\n", "sources are copied before go mod download"},
 		{"cgo", "CGO_ENABLED=0 ", "", "without CGO_ENABLED=0"},
 		{"no trimpath", "-trimpath ", "", "without -trimpath"},
 		{"no version", "-X main.version=${VERSION}", "", `without -ldflags "-X main.version=${VERSION}"`},
-		{"root base", "FROM gcr.io/distroless/static-debian13:nonroot\n", "FROM gcr.io/distroless/static-debian13:latest\n", "is not gcr.io/distroless/static"},
-		{"alpine base", "FROM gcr.io/distroless/static-debian13:nonroot\n", "FROM alpine:3\n", "is not gcr.io/distroless/static"},
-		{"root user", "USER nonroot:nonroot\n", "USER root\n", "USER root"},
+		{"root base", finalRef, "gcr.io/distroless/static-debian13:latest" + finalRef[strings.Index(finalRef, "@"):], "is not gcr.io/distroless/static"},
+		{"alpine base", finalFrom, "FROM alpine:3", "is not gcr.io/distroless/static"},
+		{"builder by tag only", builderRef, strings.SplitN(builderRef, "@", 2)[0], "is not pinned by digest"},
+		{"runtime by tag only", finalRef, strings.SplitN(finalRef, "@", 2)[0], "is not pinned by digest"},
+		{"builder by digest only", builderRef, "golang@" + strings.SplitN(builderRef, "@", 2)[1], "is not pinned by digest"},
+		{"truncated digest", builderRef, builderRef[:len(builderRef)-1], "is not pinned by digest"},
+		{"upper-case digest", builderRef, strings.ToUpper(builderRef[:len(builderRef)-8]) + builderRef[len(builderRef)-8:], "is not pinned by digest"},
+		{"base image from a build argument", buildFrom, "ARG GO_IMAGE=" + builderRef + "\nFROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build", "a build argument in the base image"},
+		{"named user", "USER 65532:65532\n", "USER nonroot:nonroot\n", "is not numeric"},
+		{"root user", "USER 65532:65532\n", "USER root\n", "is not numeric"},
+		{"uid 0", "USER 65532:65532\n", "USER 0:65532\n", "uid 0 is root"},
+		{"uid 00", "USER 65532:65532\n", "USER 00\n", "uid 0 is root"},
+		{"gid 0", "USER 65532:65532\n", "USER 65532:0\n", "gid 0 is root's group"},
+		{"no user", "USER 65532:65532\n", "", "no USER in the final stage"},
+		{"base label out of step", baseDigest, otherDigest(baseDigest), "does not match the final FROM's digest"},
 		{"shell entrypoint", `ENTRYPOINT ["/suppressd"]`, `ENTRYPOINT /suppressd`, "is not the exec form"},
-		{"run in final", "USER nonroot:nonroot\n", "RUN chmod 0755 /suppressd\nUSER nonroot:nonroot\n", "RUN in the final stage"},
+		{"run in final", "USER 65532:65532\n", "RUN chmod 0755 /suppressd\nUSER 65532:65532\n", "RUN in the final stage"},
 		{"context in final", "COPY --from=build /out/suppressd /suppressd\n", "COPY --from=build /out/suppressd /suppressd\nCOPY docs /docs\n", "COPY from the build context"},
 		{"no oci labels", "LABEL org.opencontainers.image.title", "LABEL org.example.title", "org.opencontainers.image.title missing"},
 	} {
@@ -274,4 +368,45 @@ func TestDockerfile(t *testing.T) {
 			require.ErrorContains(t, checkDockerfile(strings.Replace(src, tc.old, tc.new, 1)), tc.err)
 		})
 	}
+}
+
+// lineWith returns the one line of src that contains s, without its newline.
+func lineWith(t *testing.T, src, s string) string {
+	t.Helper()
+	var found []string
+	for _, l := range strings.Split(src, "\n") {
+		if strings.Contains(l, s) {
+			found = append(found, l)
+		}
+	}
+	require.Len(t, found, 1, "lines with %q", s)
+	return found[0]
+}
+
+// otherDigest changes the first hex digit after "sha256:" in s.
+func otherDigest(s string) string {
+	i := strings.Index(s, "sha256:") + len("sha256:")
+	c := byte('0')
+	if s[i] == '0' {
+		c = '1'
+	}
+	return s[:i] + string(c) + s[i+1:]
+}
+
+// goVersion turns "1.26.8" into a number that orders like the version.
+func goVersion(t *testing.T, v string) int {
+	t.Helper()
+	n := 0
+	parts := strings.Split(v, ".")
+	require.LessOrEqual(t, len(parts), 3, "Go version %q", v)
+	for i := 0; i < 3; i++ {
+		x := 0
+		if i < len(parts) {
+			var err error
+			x, err = strconv.Atoi(parts[i])
+			require.NoError(t, err, "Go version %q", v)
+		}
+		n = n*1000 + x
+	}
+	return n
 }

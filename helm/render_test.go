@@ -14,6 +14,8 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/strvals"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -68,13 +70,24 @@ func (r rendered) kinds() map[string]int {
 
 // render renders the chart in dir as `helm install --dry-run` (or `helm
 // template`) would, with the values files and --set style overrides, and
-// decodes every manifest strictly. A render error (a `fail` or `required`
-// in the chart) and a decoding error are both returned.
+// decodes every manifest strictly. A render error (values.schema.json, a
+// `fail` or `required` in the chart) and a decoding error are all returned.
 //
 // It uses the template engine directly rather than action.Install, which
 // renders the same way but brings in the Kubernetes client, kubectl and the
 // registry client: twice the packages to compile under -race.
 func render(dir string, valueFiles []string, set ...string) (rendered, error) {
+	return renderWith(renderOptions{}, dir, valueFiles, set...)
+}
+
+// renderOptions are the install flags a test may change.
+type renderOptions struct {
+	// skipSchema is --skip-schema-validation: values.schema.json is not
+	// checked, so only the templates' own checks stand.
+	skipSchema bool
+}
+
+func renderWith(o renderOptions, dir string, valueFiles []string, set ...string) (rendered, error) {
 	ch, err := loader.Load(dir)
 	if err != nil {
 		return rendered{}, fmt.Errorf("load chart: %w", err)
@@ -89,10 +102,10 @@ func render(dir string, valueFiles []string, set ...string) (rendered, error) {
 		return rendered{}, fmt.Errorf("chart requires kubeVersion %s, rendering for %s", v, caps.KubeVersion.String())
 	}
 	// The same values as an install: defaults, then files, then --set;
-	// values.schema.json, if any, is checked here.
-	top, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{
+	// values.schema.json is checked here.
+	top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, chartutil.ReleaseOptions{
 		Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true,
-	}, caps)
+	}, caps, o.skipSchema)
 	if err != nil {
 		return rendered{}, fmt.Errorf("values: %w", err)
 	}
@@ -228,6 +241,30 @@ func mutate(t *testing.T, dir, file, old, new string) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), old, "the mutation's target moved: update the test")
 	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644))
+}
+
+// lintStrict is `helm lint --strict --kube-version ... -f files... dir`:
+// every linter of the SDK, values.schema.json in force, and a warning counts
+// as an error (action.Lint with Strict, without the action package's
+// dependencies). It returns the messages that fail the lint.
+func lintStrict(t testing.TB, dir string, files ...string) []support.Message {
+	t.Helper()
+	linter := lint.AllWithKubeVersionAndSchemaValidation(dir, readValues(t, files...), namespace, kubeVersion, false)
+	var failed []support.Message
+	for _, m := range linter.Messages {
+		if m.Severity >= support.WarningSev {
+			failed = append(failed, m)
+		}
+	}
+	return failed
+}
+
+// valuesFile writes a values file for one test and returns its path.
+func valuesFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "values.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	return path
 }
 
 // readValues merges values files as `helm -f` does.

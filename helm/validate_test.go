@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -113,6 +114,8 @@ func (v *validator) object(o object) {
 		v.selects(o, "selector", mustSelector(v, o, x.Spec.Selector), nil)
 	case *networkingv1.NetworkPolicy:
 		v.selects(o, "podSelector", mustSelector(v, o, &x.Spec.PodSelector), nil)
+	case *networkingv1.Ingress:
+		v.ingress(o, x)
 	case *autoscalingv2.HorizontalPodAutoscaler:
 		v.hpa(o, x)
 	case *monitoringv1.ServiceMonitor:
@@ -311,6 +314,20 @@ func checkPod(t corev1.PodTemplateSpec) []error {
 		if c.Resources.Limits.Memory().IsZero() {
 			fail("%s: resources.limits.memory must be set", at)
 		}
+		// GOMEMLIMIT is a soft limit below the hard one, in bytes.
+		for _, e := range c.Env {
+			if e.Name != "GOMEMLIMIT" {
+				continue
+			}
+			n, err := strconv.ParseInt(e.Value, 10, 64)
+			limit := c.Resources.Limits.Memory().Value()
+			switch {
+			case err != nil || e.ValueFrom != nil:
+				fail("%s: GOMEMLIMIT %q is not a number of bytes", at, e.Value)
+			case limit == 0 || n <= 0 || n >= limit:
+				fail("%s: GOMEMLIMIT %d is not below the memory limit (%d bytes)", at, n, limit)
+			}
+		}
 		for _, m := range c.VolumeMounts {
 			if secretVolumes[m.Name] {
 				if !m.ReadOnly {
@@ -426,6 +443,58 @@ func (v *validator) serviceMonitor(o object, sm *monitoringv1.ServiceMonitor) {
 	}
 	if n != len(v.services) {
 		v.errorf(o, "selects %d of the release's %d services", n, len(v.services))
+	}
+}
+
+// publicPaths are the API's paths meant for the internet, each a prefix:
+// the unsubscribe pages and the inbound webhooks. Nothing else of the
+// API's port (/v1/, /metrics, /healthz, /readyz) may be routed from outside.
+var publicPaths = []string{"/u/", "/hooks/"}
+
+// ingress checks that the release's Ingress routes only the public paths,
+// by a path type whose matching the Ingress API defines, to a port of one
+// of the release's Services.
+func (v *validator) ingress(o object, ing *networkingv1.Ingress) {
+	if ing.Spec.DefaultBackend != nil {
+		v.errorf(o, "a defaultBackend routes every path")
+	}
+	hosts := map[string]bool{}
+	for _, rule := range ing.Spec.Rules {
+		hosts[rule.Host] = true
+		if rule.HTTP == nil || len(rule.HTTP.Paths) == 0 {
+			v.errorf(o, "host %q: no paths", rule.Host)
+			continue
+		}
+		for _, p := range rule.HTTP.Paths {
+			if p.PathType == nil || *p.PathType == networkingv1.PathTypeImplementationSpecific {
+				v.errorf(o, "path %s: pathType must be Prefix or Exact (ImplementationSpecific is whatever the controller makes of it, a regular expression for some)", p.Path)
+			}
+			if !slices.Contains(publicPaths, p.Path) {
+				v.errorf(o, "path %s is not one of the API's public paths %v", p.Path, publicPaths)
+			}
+			b := p.Backend.Service
+			if b == nil {
+				v.errorf(o, "path %s: not a Service backend", p.Path)
+				continue
+			}
+			i := slices.IndexFunc(v.services, func(s *corev1.Service) bool { return s.Name == b.Name })
+			if i < 0 {
+				v.errorf(o, "path %s: Service %s is not the release's", p.Path, b.Name)
+				continue
+			}
+			if !slices.ContainsFunc(v.services[i].Spec.Ports, func(sp corev1.ServicePort) bool {
+				return b.Port.Name != "" && sp.Name == b.Port.Name || b.Port.Name == "" && sp.Port == b.Port.Number
+			}) {
+				v.errorf(o, "path %s: Service %s has no port %+v", p.Path, b.Name, b.Port)
+			}
+		}
+	}
+	for _, tls := range ing.Spec.TLS {
+		for _, h := range tls.Hosts {
+			if !hosts[h] {
+				v.errorf(o, "tls host %s is none of the rules' hosts", h)
+			}
+		}
 	}
 }
 

@@ -328,11 +328,11 @@ spec:
         - name: SUPPRESSD_REDIS_TLS_CA_FILE
           value: {{ $dir }}/redis-tls/ca.crt
         {{- end }}
-        {{- if and $root.Values.goMemLimitFromResources $v.resources.limits $v.resources.limits.memory }}
+        {{- $limit := dig "limits" "memory" "" ($v.resources | default dict) }}
+        {{- if and $root.Values.goMemLimitFromResources $limit }}
+        # {{ $root.Values.goMemLimitPercent }} % of limits.memory ({{ $limit }}), in bytes.
         - name: GOMEMLIMIT
-          valueFrom:
-            resourceFieldRef:
-              resource: limits.memory
+          value: {{ include "suppressd.goMemLimit" (dict "root" $root "role" $role "limit" $limit) | quote }}
         {{- end }}
         {{- with $v.extraEnv }}
         {{- toYaml . | nindent 8 }}
@@ -384,6 +384,44 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/*
+suppressd.goMemLimit: GOMEMLIMIT in bytes, goMemLimitPercent of a memory
+limit (a Kubernetes quantity: 512Mi, 1.5Gi, 2G, 1e9, or bytes), rounded
+down. With the whole limit the runtime would collect only once the kernel is
+about to kill; the rest covers what the Go heap limit does not count.
+dict "root" . "role" "api|consumer" "limit" <quantity>.
+*/}}
+{{- define "suppressd.goMemLimit" -}}
+{{- $q := .limit }}
+{{- $bytes := int64 0 }}
+{{- if or (kindIs "float64" $q) (kindIs "int64" $q) (kindIs "int" $q) }}
+{{- $bytes = int64 $q }}
+{{- else }}
+{{- $s := toString $q }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $s }}
+{{- $suffix := trimPrefix $num $s }}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 "E" 1000000000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 }}
+{{- $mult := int64 0 }}
+{{- if hasKey $units $suffix }}
+{{- $mult = int64 (get $units $suffix) }}
+{{- else if regexMatch "^[eE][0-9]+$" $suffix }}
+{{- $mult = int64 1 }}
+{{- range until (int (substr 1 -1 $suffix)) }}{{ $mult = mul $mult 10 }}{{ end }}
+{{- end }}
+{{- if or (not $num) (eq $mult 0) }}
+{{- fail (printf "%s.resources.limits.memory %q: GOMEMLIMIT is computed from it, and the chart reads quantities in Ki, Mi, Gi, Ti, k, M, G, T, with an exponent (1e9) or bytes; or set goMemLimitFromResources: false" .role $s) }}
+{{- end }}
+{{- if contains "." $num }}
+{{- $bytes = int64 (ceil (mulf (float64 $num) $mult)) }}
+{{- else }}
+{{- $bytes = mul (int64 $num) $mult }}
+{{- end }}
+{{- end }}
+{{- $pct := int64 .root.Values.goMemLimitPercent }}
+{{- /* bytes * pct / 100 without overflow: (bytes / 100) * pct + (bytes % 100) * pct / 100 */}}
+{{- printf "%d" (add (mul (div $bytes 100) $pct) (div (mul (mod $bytes 100) $pct) 100)) }}
 {{- end }}
 
 {{- define "suppressd.volumeMounts" -}}
