@@ -454,7 +454,7 @@ tls-key-file $TLS_DIR/server.key
 tls-ca-cert-file $TLS_DIR/ca.pem
 tls-auth-clients no
 user default off resetpass nocommands
-user $REDIS_TLS_USER on #$(printf '%s' "$REDIS_TLS_PASSWORD" | sha256sum | cut -d' ' -f1) resetkeys ~sd:* resetchannels -@all +@hash +@string +del +unlink +exists +type +expire +pexpire +ttl +pttl +persist +scan +eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists +multi +exec +discard +watch +unwatch +wait +ping +echo +hello +auth +select +info +role +client|setname +client|getname +client|id
+user $REDIS_TLS_USER on #$(printf '%s' "$REDIS_TLS_PASSWORD" | sha256sum | cut -d' ' -f1) resetkeys ~sd* resetchannels -@all +@hash +@string +del +unlink +exists +type +expire +pexpire +ttl +pttl +persist +scan +eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists +multi +exec +discard +watch +unwatch +wait +ping +time +echo +hello +auth +select +info +role +client|setname +client|getname +client|id
 EOF
 )
 log "starting a TLS redis-server on :$REDIS_TLS_PORT"

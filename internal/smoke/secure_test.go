@@ -31,8 +31,9 @@ import (
 	"github.com/suppressd/suppressd/internal/redisconn"
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
+	"github.com/suppressd/suppressd/internal/teststore"
+	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/suppression/redisstore"
 )
 
 func kafkaSASLConfig(t *testing.T) kafkaconn.Config {
@@ -211,31 +212,31 @@ func TestSmokeRedisTLSACL(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "count=3", last)
 
-	// The store itself (its Lua apply script, SCRIPT LOAD, HMGET), then the
-	// SCAN and UNLINK a rebuild's clean-up uses: what the user is granted is
-	// enough for suppressd. A generation of its own keeps it apart from
-	// other tests on this server.
-	gen := strings.ReplaceAll(testkafka.Unique("smoke"), "-", "")
-	store, err := redisstore.New(rdb, redisstore.Options{Generation: gen})
-	require.NoError(t, err)
-	mk := suppression.MatchKey{Kind: suppression.KindEmail, Hash: [32]byte{1, 2, 3}}
-	changed, err := store.Apply(ctx, []redisstore.Write{{Namespace: "smoke", Key: mk, Scope: "*", Change: suppression.Change{
+	// The store itself (building a generation, its Lua apply and read
+	// scripts, SCRIPT LOAD), then the SCAN and UNLINK a rebuild's clean-up
+	// uses: what the user is granted is enough for suppressd. A prefix of
+	// its own ("sd..." as the ACL allows) keeps it apart from other tests on
+	// this server.
+	opts := redisstore.Options{Prefix: "sd" + teststore.Prefix()}
+	store := teststore.Build(t, rdb, opts)
+	sk := suppression.StorageKey{1, 2, 3}
+	changed, err := store.Apply(ctx, []suppression.Write{{Namespace: "smoke", Key: sk, Scope: "*", Change: suppression.Change{
 		Action: suppression.ActionSuppress, Reason: suppression.ReasonUnsubscribe,
 		Stamp: suppression.Stamp{At: 1, Tag: 1}, Origin: suppression.OriginRecipient, Source: "smoke"}}})
 	require.NoError(t, err)
 	require.Equal(t, 1, changed)
-	recs, err := store.Get(ctx, "smoke", []suppression.MatchKey{mk})
+	recs, err := store.Get(ctx, "smoke", []suppression.StorageKey{sk})
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	require.NotNil(t, recs[0], "the record written is read back")
-	var storeKeys []string
-	iter := rdb.Scan(ctx, 0, "sd:"+gen+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		storeKeys = append(storeKeys, iter.Val())
-	}
-	require.NoError(t, iter.Err())
-	require.NotEmpty(t, storeKeys)
-	require.NoError(t, rdb.Unlink(ctx, storeKeys...).Err())
+	rebuilds, err := redisstore.NewRebuilds(rdb, opts)
+	require.NoError(t, err)
+	_, err = rebuilds.Begin(ctx, "g2", "smoke", time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, rebuilds.Finish(ctx, "g2", "smoke"))
+	dropped, err := rebuilds.Drop(ctx, "g1")
+	require.NoError(t, err, "SCAN and UNLINK of a generation's keys")
+	require.Greater(t, dropped, int64(1))
 
 	// What the user may not do.
 	err = rdb.Set(ctx, testkafka.Unique("outside-sd"), "x", time.Minute).Err()
