@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -29,11 +30,13 @@ func TestRun(t *testing.T) {
 		{args: []string{"serve", "-h"}, code: 0, stderr: "-role"},
 	}
 	for _, tc := range tests {
-		var out, errb bytes.Buffer
-		code := run(context.Background(), tc.args, stdio{out: &out, err: &errb})
-		require.Equal(t, tc.code, code, "args %v: stderr %s", tc.args, errb.String())
-		require.Contains(t, out.String(), tc.stdout)
-		require.Contains(t, errb.String(), tc.stderr)
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), tc.args, stdio{out: &out, err: &errb})
+			require.Equal(t, tc.code, code, "stderr %s", errb.String())
+			require.Contains(t, out.String(), tc.stdout)
+			require.Contains(t, errb.String(), tc.stderr)
+		})
 	}
 }
 

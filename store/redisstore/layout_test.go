@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,13 +55,13 @@ func TestLayoutMismatchFailsClosed(t *testing.T) {
 // keysUnder counts the keys under a prefix on every master.
 func keysUnder(t *testing.T, rdb redis.UniversalClient, prefix string) int {
 	t.Helper()
-	n := 0
+	var n atomic.Int64 // the masters are scanned in parallel
 	require.NoError(t, forEachMaster(context.Background(), rdb, func(ctx context.Context, c *redis.Client) error {
 		keys, err := c.Keys(ctx, prefix+":*").Result()
-		n += len(keys)
+		n.Add(int64(len(keys)))
 		return err
 	}))
-	return n
+	return int(n.Load())
 }
 
 // TestNotBuiltIsNotEmpty: a store that was never built, or whose server
@@ -96,8 +98,13 @@ func TestNotBuiltIsNotEmpty(t *testing.T) {
 			// of the cluster (the others keep theirs).
 			lose := func() {
 				if c, ok := rdb.(*redis.ClusterClient); ok {
-					var victim *redis.Client
+					var (
+						mu     sync.Mutex // the masters are visited in parallel
+						victim *redis.Client
+					)
 					require.NoError(t, c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+						mu.Lock()
+						defer mu.Unlock()
 						if victim == nil || m.Options().Addr < victim.Options().Addr {
 							victim = m
 						}
