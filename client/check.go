@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,7 +106,7 @@ launch:
 		lo, hi := i*size, min(n, (i+1)*size)
 		wg.Go(func() {
 			defer func() { <-sem }()
-			err := c.checkChunk(ctx, req, lo, hi, results[lo:hi])
+			err := c.checkRange(ctx, req, lo, hi, results[lo:hi])
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {
@@ -142,6 +143,22 @@ launch:
 		}
 	}
 	return results, firstErr
+}
+
+// checkRange checks contacts [lo, hi), splitting the range in halves while
+// the server answers 413 (too many match keys or too large a body for one
+// request): a limit is a reason to send less at once, never to fail.
+func (c *Client) checkRange(ctx context.Context, req BatchRequest, lo, hi int, out []Result) error {
+	err := c.checkChunk(ctx, req, lo, hi, out)
+	var ae *APIError
+	if hi-lo < 2 || !errors.As(err, &ae) || ae.Status != http.StatusRequestEntityTooLarge {
+		return err
+	}
+	mid := lo + (hi-lo)/2
+	if err := c.checkRange(ctx, req, lo, mid, out[:mid-lo]); err != nil {
+		return err
+	}
+	return c.checkRange(ctx, req, mid, hi, out[mid-lo:])
 }
 
 // checkChunk sends contacts [lo, hi) and, only if the whole answer is

@@ -23,9 +23,13 @@ const (
 	DefaultBackoffBase      = 100 * time.Millisecond
 	DefaultBackoffCap       = 2 * time.Second
 	DefaultBatchConcurrency = 1
-	// MaxBatchSize is the server's limit of contacts per batch request,
-	// and the default Options.BatchSize.
+	// MaxBatchSize is the server's limit of contacts per batch request.
 	MaxBatchSize = 10000
+	// DefaultBatchSize is the default Options.BatchSize: small enough that
+	// a chunk stays under the server's match-key limit (50,000 by default)
+	// unless its contacts carry dozens of Gmail addresses each, and then a
+	// 413 is split anyway.
+	DefaultBatchSize = 1000
 )
 
 // Response size limits: far above what the server sends, low enough that
@@ -68,9 +72,10 @@ type Options struct {
 	BackoffCap time.Duration
 
 	// BatchSize is the largest number of contacts CheckBatch puts in one
-	// request. Default and maximum MaxBatchSize (the server's limit);
-	// lower it if contacts carry many identifiers and requests hit the
-	// server's 16 MiB body limit.
+	// request. Default DefaultBatchSize, at most MaxBatchSize (the
+	// server's limit). A request the server finds too large (413: too many
+	// match keys, or over its body limit) is split in halves and sent
+	// again, down to single contacts.
 	BatchSize int
 	// BatchConcurrency is how many requests CheckBatch has in flight at
 	// once. Default 1 (sequential).
@@ -115,7 +120,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.MaxAttempts = cmp.Or(o.MaxAttempts, DefaultMaxAttempts)
 	o.BackoffBase = cmp.Or(o.BackoffBase, DefaultBackoffBase)
 	o.BackoffCap = cmp.Or(o.BackoffCap, DefaultBackoffCap)
-	o.BatchSize = cmp.Or(o.BatchSize, MaxBatchSize)
+	o.BatchSize = cmp.Or(o.BatchSize, DefaultBatchSize)
 	o.BatchConcurrency = cmp.Or(o.BatchConcurrency, DefaultBatchConcurrency)
 	return o, nil
 }
