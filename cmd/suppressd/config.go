@@ -155,11 +155,15 @@ func (l LinkConfig) keyring() (*unsubscribe.Keyring, error) {
 	return kr, nil
 }
 
-// StoreConfig is the Redis key layout.
+// StoreConfig is the Redis key layout and when a write counts as done.
 type StoreConfig struct {
 	Prefix     string `envconfig:"PREFIX" default:"sd"`
 	BucketBits int    `envconfig:"BUCKET_BITS" default:"16"`
 	GroupBits  int    `envconfig:"GROUP_BITS" default:"8"`
+	// Durability is when the consumer may commit what it applied:
+	// accepted, replicas:N, fsync or fsync+replicas:N (redisstore.Durability).
+	Durability        string        `envconfig:"DURABILITY" default:"accepted"`
+	DurabilityTimeout time.Duration `envconfig:"DURABILITY_TIMEOUT" default:"5s"`
 }
 
 // TopicsConfig names the Kafka topics.
@@ -296,6 +300,13 @@ func (c Config) settle() (*settings, error) {
 	if err := s.storeOpts.Validate(); err != nil {
 		return nil, fmt.Errorf("SUPPRESSD_STORE_*: %w", err)
 	}
+	if s.storeOpts.Durability, err = redisstore.ParseDurability(c.Store.Durability); err != nil {
+		return nil, fmt.Errorf("SUPPRESSD_STORE_DURABILITY: %w", err)
+	}
+	if c.Store.DurabilityTimeout <= 0 {
+		return nil, fmt.Errorf("SUPPRESSD_STORE_DURABILITY_TIMEOUT: must be positive")
+	}
+	s.storeOpts.Durability.Timeout = c.Store.DurabilityTimeout
 	if len(c.Topics.All()) == 0 {
 		return nil, fmt.Errorf("SUPPRESSD_TOPIC_*: no topic to consume")
 	}

@@ -92,6 +92,9 @@ func serveInProcess(t *testing.T, roles string) (string, *testenv.Buffer) {
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, s, s.logger(logs), func(a string) { addr <- a }) }()
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", logs.String())
+		}
 		stop()
 		select {
 		case err := <-done:

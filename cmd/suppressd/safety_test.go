@@ -8,14 +8,17 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/suppressd/suppressd/internal/testkafka"
 	"github.com/suppressd/suppressd/internal/testredis"
+	"github.com/suppressd/suppressd/internal/testsentinel"
 )
 
 // TestEmptiedRedisFailsClosedAndRebuilds kills a redis-server that keeps
@@ -152,4 +155,130 @@ func get(client *http.Client, url string) (int, string, error) {
 	var b strings.Builder
 	_, err = io.Copy(&b, resp.Body)
 	return resp.StatusCode, b.String(), err
+}
+
+// TestSentinelFailoverLosesNothingCommitted runs `serve --role
+// api,consumer` in Sentinel mode with SUPPRESSD_STORE_DURABILITY=replicas:1
+// on a master, a replica and three Sentinels. While the replica cannot
+// acknowledge (SIGSTOP), the consumer applies its batch but commits nothing:
+// no offset is committed for a write only the master holds (it waits,
+// retrying, without moving on). Then the master is killed (-9): after the
+// failover every event is in the new master (the uncommitted ones are
+// applied again), checks fail closed during the switch and never answer
+// "allowed" for anyone suppressed, and with no replica left to confirm, the
+// consumer still commits nothing.
+func TestSentinelFailoverLosesNothingCommitted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tp := testsentinel.Start(t)
+	brokers, topic := servingEnv(ctx, t, strings.Join(tp.Sentinels, ","))
+	for k, v := range map[string]string{
+		"SUPPRESSD_REDIS_MASTER_NAME":        tp.MasterName,
+		"SUPPRESSD_STORE_DURABILITY":         "replicas:1",
+		"SUPPRESSD_STORE_DURABILITY_TIMEOUT": "300ms",
+		"SUPPRESSD_REDIS_DIAL_TIMEOUT":       "300ms",
+		"SUPPRESSD_REDIS_READ_TIMEOUT":       "1s",
+		"SUPPRESSD_API_STORE_TIMEOUT":        "500ms",
+		// A wave published at once is one batch.
+		"SUPPRESSD_CONSUMER_BATCH_WAIT": "300ms",
+	} {
+		t.Setenv(k, v)
+	}
+	addr, logs := serveInProcess(t, "api,consumer")
+	client := &http.Client{Timeout: 3 * time.Second}
+	w := testkafka.Writer(brokers, topic)
+	defer w.Close()
+	kc := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}}
+	committed := func() int64 {
+		resp, err := kc.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: topic, Topics: map[string][]int{topic: {0, 1}}})
+		require.NoError(t, err)
+		var n int64
+		for _, p := range resp.Topics[topic] {
+			n += max(0, p.CommittedOffset)
+		}
+		return n
+	}
+	wave := func(from, to int) []string {
+		var emails []string
+		for i := from; i < to; i++ {
+			emails = append(emails, fmt.Sprintf("durable%d@example.org", i))
+		}
+		return emails
+	}
+	suppressed := func(emails []string) func() bool {
+		return func() bool {
+			for _, e := range emails {
+				status, allowed, err := checkEmail(client, addr, e)
+				if err != nil || status != http.StatusOK || allowed {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	first, second := wave(0, 100), wave(100, 200)
+	require.NoError(t, w.WriteMessages(ctx, unsubscribes(t, first...)...))
+	require.Eventually(t, suppressed(first), 30*time.Second, 50*time.Millisecond, "the first wave is visible\n%s", logs.String())
+	require.Eventually(t, func() bool { return committed() == 100 }, 10*time.Second, 50*time.Millisecond, "and committed")
+
+	// The replica stops acknowledging: the master takes the second wave,
+	// but none of it may be committed.
+	require.NoError(t, syscall.Kill(tp.Replica.PID(), syscall.SIGSTOP))
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = syscall.Kill(tp.Replica.PID(), syscall.SIGCONT)
+		}
+	}()
+	require.NoError(t, w.WriteMessages(ctx, unsubscribes(t, second...)...))
+	// Batches are applied and committed in order: the first batch of the
+	// wave is applied to the master and waits for its confirmation; the
+	// rest of the wave waits behind it.
+	someVisible := func() bool {
+		for _, e := range second {
+			if status, allowed, err := checkEmail(client, addr, e); err == nil && status == http.StatusOK && !allowed {
+				return true
+			}
+		}
+		return false
+	}
+	require.Eventually(t, someVisible, 20*time.Second, 50*time.Millisecond, "the second wave's first batch is applied to the master")
+	time.Sleep(time.Second) // several confirmation timeouts
+	require.Equal(t, int64(100), committed(), "offsets committed for writes only the master holds")
+
+	// Checks run through the crash and the failover.
+	var allowedWrongly, unavailable atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			status, allowed, err := checkEmail(client, addr, first[i%len(first)])
+			switch {
+			case err == nil && status == http.StatusOK && allowed:
+				allowedWrongly.Add(1)
+			case err == nil && status == http.StatusServiceUnavailable:
+				unavailable.Add(1)
+			}
+		}
+	})
+	tp.Master.Kill()
+	require.NoError(t, syscall.Kill(tp.Replica.PID(), syscall.SIGCONT))
+	resumed = true
+	promoted := tp.WaitFailover(tp.Master)
+	require.Equal(t, tp.Replica.Addr(), promoted.Addr())
+	require.Eventually(t, suppressed(append(first, second...)), 60*time.Second, 100*time.Millisecond,
+		"every event is in the new master\n%s", logs.String())
+	close(stop)
+	wg.Wait()
+	require.Zero(t, allowedWrongly.Load(), "a check answered allowed for a suppressed person during the failover")
+	t.Logf("during the failover: %d checks answered 503", unavailable.Load())
+
+	// With no replica left to confirm, the consumer still commits nothing:
+	// it waits for one (a restarted replica, which Sentinel attaches).
+	require.Equal(t, int64(100), committed())
 }

@@ -155,6 +155,12 @@ func addConsumer(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger,
 	if err := checkTopics(s, transport); err != nil {
 		return err
 	}
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = d.store.CheckDurability(dctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("SUPPRESSD_STORE_DURABILITY: %w", err)
+	}
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: s.Kafka.Brokers, GroupID: s.Consumer.Group, GroupTopics: s.Topics.All(),
 		Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
@@ -183,7 +189,8 @@ func addConsumer(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger,
 	w := newStoreWatch(s, d, log, reg)
 	wctx, stopWatch := context.WithCancel(context.Background())
 	g.Add(func() error { w.run(wctx); return nil }, func(error) { stopWatch() })
-	log.Info("consumer role", "topics", s.Topics.All(), "group", s.Consumer.Group, "dead_letter", s.Topics.DeadLetter, "auto_rebuild", s.AutoRebuild)
+	log.Info("consumer role", "topics", s.Topics.All(), "group", s.Consumer.Group, "dead_letter", s.Topics.DeadLetter,
+		"auto_rebuild", s.AutoRebuild, "durability", s.storeOpts.Durability.String())
 	return nil
 }
 

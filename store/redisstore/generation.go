@@ -26,11 +26,18 @@ var (
 // knows nothing of which generation is active: Store routes to it.
 type generation struct {
 	rdb redis.UniversalClient
+	dur Durability
 	names
 }
 
 func newGeneration(rdb redis.UniversalClient, opts Options, gen string) *generation {
-	return &generation{rdb: rdb, names: names{opts: opts, gen: gen}}
+	return &generation{rdb: rdb, dur: opts.Durability, names: names{opts: opts, gen: gen}}
+}
+
+// applyCall is one apply script call: the buckets of one slot group.
+type applyCall struct {
+	keys []string // the group's marker, then its buckets
+	args []any
 }
 
 // group is the part of a batch that falls in one slot group: one script
@@ -102,11 +109,7 @@ func (g *generation) apply(ctx context.Context, writes []suppression.Write) (int
 	}
 	// Fold the batch's changes per record in Go first: the script then gets
 	// one reduced state per field, and a new field is a plain HSETNX.
-	type call struct {
-		keys []string
-		args []any
-	}
-	var calls []call
+	var calls []applyCall
 	for _, ns := range nsOrder {
 		idx := byNS[ns]
 		b := g.split(ns, func(yield func(int, suppression.StorageKey)) {
@@ -129,10 +132,13 @@ func (g *generation) apply(ctx context.Context, writes []suppression.Write) (int
 				}
 				args = append(args, f.bucket+2, f.field, blob, n)
 			}
-			calls = append(calls, call{keys: append([]string{grp.marker}, grp.keys...), args: args})
+			calls = append(calls, applyCall{keys: append([]string{grp.marker}, grp.keys...), args: args})
 		}
 	}
 	run := func() (int, error) {
+		if !g.dur.accepted() {
+			return g.applyDurably(ctx, calls)
+		}
 		cmds := make([]*redis.Cmd, 0, len(calls))
 		_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, c := range calls {
@@ -284,6 +290,9 @@ func (g *generation) wrap(what string, err error) error {
 	}
 	if errors.Is(err, suppression.ErrUnavailable) {
 		return err
+	}
+	if errors.Is(err, errNotDurable) {
+		return fmt.Errorf("%w: %s: %w", suppression.ErrUnavailable, what, err)
 	}
 	return fmt.Errorf("%w: %s: %w", suppression.ErrUnavailable, what, err)
 }

@@ -70,6 +70,9 @@ type Options struct {
 	Keying string
 	// Refresh is how often the generation pointer is re-read. Default 1s.
 	Refresh time.Duration
+	// Durability is when an Apply counts as done (see Durability).
+	// Default: accepted.
+	Durability Durability
 }
 
 // DefaultRefresh is how often the generation pointer is re-read.

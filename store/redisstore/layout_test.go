@@ -183,3 +183,66 @@ func TestRebuildLease(t *testing.T) {
 		})
 	}
 }
+
+func TestParseDurability(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Durability
+		err  string
+	}{
+		{"", Durability{}, ""},
+		{"accepted", Durability{}, ""},
+		{"replicas:2", Durability{Replicas: 2}, ""},
+		{"fsync", Durability{Fsync: true}, ""},
+		{"fsync+replicas:1", Durability{Fsync: true, Replicas: 1}, ""},
+		{"replicas:0", Durability{}, "N at least 1"},
+		{"replicas", Durability{}, "want accepted"},
+		{"always", Durability{}, "want accepted"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			d, err := ParseDurability(tc.in)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, d)
+			if tc.in != "" {
+				require.Equal(t, tc.in, d.String())
+			}
+		})
+	}
+}
+
+// TestDurabilityOnRealServers: replicas:N on a server without replicas is
+// never confirmed (the writes are made, Apply fails so nothing is
+// committed), on a single server and on the cluster (WAIT per master);
+// fsync is refused by name on a server older than 7.2, accepted on a newer
+// one.
+func TestDurabilityOnRealServers(t *testing.T) {
+	ctx := context.Background()
+	for name, rdb := range servers(t) {
+		t.Run(name, func(t *testing.T) {
+			opts := Options{Prefix: uniquePrefix(), BucketBits: 8, GroupBits: 2, Durability: Durability{Replicas: 1, Timeout: 200 * time.Millisecond}}
+			s := buildStore(t, rdb, opts)
+			_, err := s.Apply(ctx, []suppression.Write{suppressWrite(key(1))})
+			require.ErrorIs(t, err, suppression.ErrUnavailable, "no replica can acknowledge")
+			require.ErrorContains(t, err, "0 of 1 replicas acknowledged")
+			recs, err := s.Get(ctx, "default", []suppression.StorageKey{key(1)})
+			require.NoError(t, err)
+			require.NotNil(t, recs[0], "the write was made; only its confirmation is missing")
+
+			fs, err := New(rdb, Options{Prefix: opts.Prefix, Durability: Durability{Fsync: true}})
+			require.NoError(t, err)
+			info, err := rdb.Info(ctx, "server").Result()
+			require.NoError(t, err)
+			if v := infoField(info, "redis_version"); !atLeast(v, 7, 2) {
+				err := fs.CheckDurability(ctx)
+				require.ErrorContains(t, err, "needs WAITAOF, which Redis 7.2 introduced")
+				require.ErrorContains(t, err, "runs Redis "+v)
+			} else {
+				require.NoError(t, fs.CheckDurability(ctx))
+			}
+		})
+	}
+}

@@ -62,11 +62,18 @@ func key(i int) suppression.StorageKey {
 }
 
 // TestContract runs the store contract (store/storetest) on every real
-// topology: the Lua merge rule must give exactly the domain's states.
+// topology: the Lua merge rule must give exactly the domain's states. Then
+// again through the confirmed write path (WAIT on each master's own
+// connection), which routes the scripts itself on a cluster.
 func TestContract(t *testing.T) {
 	for name, rdb := range servers(t) {
 		t.Run(name, func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) suppression.Store { return newStore(t, rdb, 4) }) // few buckets: many keys share one
+		})
+		t.Run(name+"/confirmed writes", func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) suppression.Store {
+				return buildStore(t, rdb, Options{Prefix: uniquePrefix(), BucketBits: 4, Durability: Durability{wait: true}})
+			})
 		})
 	}
 }
