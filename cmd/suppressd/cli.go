@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -245,25 +246,40 @@ func runAPIKey(_ context.Context, args []string, io stdio) error {
 	fs.SetOutput(io.err)
 	name := fs.String("name", "", "the key's name (who uses it)")
 	scopes := fs.String("scopes", "check", "comma-separated: check, filter, publish, admin")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	asJSON := fs.Bool("json", false, `print {"name", "scopes", "secret", "entry"} as one JSON object`)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if *name == "" || strings.ContainsAny(*name, ":,") {
-		return usageError{errors.New("--name is required, without ':' or ','")}
+	if *name == "" || strings.ContainsAny(*name, ":,# \t") {
+		return usageError{errors.New("--name is required, without ':', ',', '#' or spaces")}
 	}
-	var sc []api.Scope
-	for _, s := range strings.Split(*scopes, ",") {
-		sc = append(sc, api.Scope(strings.TrimSpace(s)))
+	sc, err := api.ParseScopes(*scopes)
+	if err != nil {
+		return usageError{fmt.Errorf("--scopes: %w", err)}
 	}
 	secret, entry, err := api.NewKey(*name, sc...)
 	if err != nil {
 		return err
 	}
 	if _, err := api.ParseKeys(entry); err != nil {
-		return usageError{err}
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(io.out).Encode(apiKeyJSON{Name: *name, Scopes: sc, Secret: secret, Entry: entry})
 	}
 	fmt.Fprintf(io.out, "secret (give it to %s; it is not stored anywhere): %s\nSUPPRESSD_API_KEYS entry: %s\n", *name, secret, entry)
 	return nil
+}
+
+// apiKeyJSON is `suppressd apikey --json`.
+type apiKeyJSON struct {
+	Name   string      `json:"name"`
+	Scopes []api.Scope `json:"scopes"`
+	// Secret is for the caller (Authorization: Bearer <secret>); it is
+	// not stored anywhere.
+	Secret string `json:"secret"`
+	// Entry is the line for SUPPRESSD_API_KEYS or its file.
+	Entry string `json:"entry"`
 }
 
 // runLink mints the List-Unsubscribe headers for one recipient and send,

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/suppressd/suppressd/api"
 )
 
 func TestRun(t *testing.T) {
@@ -25,9 +30,13 @@ func TestRun(t *testing.T) {
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{args: []string{"version", "--bogus"}, code: 2, stderr: "flag provided but not defined: -bogus"},
 		{args: []string{"apikey", "--name", "sender", "--scopes", "check,filter"}, code: 0, stdout: "SUPPRESSD_API_KEYS entry: sender:check+filter:"},
-		{args: []string{"apikey", "--name", "x", "--scopes", "root"}, code: 2, stderr: `unknown scope "root"`},
+		{args: []string{"apikey", "--name", "x", "--scopes", "root"}, code: 2, stderr: `suppressd apikey: --scopes: unknown scope "root"`},
 		{args: []string{"apikey"}, code: 2, stderr: "--name is required"},
+		{args: []string{"apikey", "--name", "ops # team"}, code: 2, stderr: "--name is required, without ':', ',', '#' or spaces"},
 		{args: []string{"serve", "-h"}, code: 0, stderr: "-role"},
+		{args: []string{"serve", "-h"}, code: 0, stderr: "  SUPPRESSD_API_STORE_TIMEOUT duration\n    \thow long a check waits for Redis before answering 503, failing closed (default 500ms)\n"},
+		{args: []string{"serve", "-h"}, code: 0, stderr: "  SUPPRESSD_PEPPER string, secret\n"},
+		{args: []string{"serve", "--role", "api,cache"}, code: 2, stderr: `suppressd serve: --role: unknown role "cache" (got "api,cache", want api or consumer, or both, comma-separated)`},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -95,4 +104,28 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			require.Contains(t, errb.String(), "Usage of "+name)
 		})
 	}
+}
+
+// TestAPIKeyJSON: `apikey --json` is one object whose entry configures the
+// secret it prints, for scripts that provision keys.
+func TestAPIKeyJSON(t *testing.T) {
+	var out, errb bytes.Buffer
+	require.Equal(t, 0, run(context.Background(), []string{"apikey", "--name", "mailer", "--scopes", "check,filter", "--json"}, stdio{out: &out, err: &errb}), errb.String())
+	var got struct {
+		Name   string   `json:"name"`
+		Scopes []string `json:"scopes"`
+		Secret string   `json:"secret"`
+		Entry  string   `json:"entry"`
+	}
+	dec := json.NewDecoder(&out)
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&got))
+	require.False(t, dec.More(), "one object")
+	require.Equal(t, "mailer", got.Name)
+	require.Equal(t, []string{"check", "filter"}, got.Scopes)
+	sum := sha256.Sum256([]byte(got.Secret))
+	require.Equal(t, "mailer:check+filter:"+hex.EncodeToString(sum[:]), got.Entry, "the entry is the secret's hash")
+	keys, err := api.ParseKeys(got.Entry)
+	require.NoError(t, err)
+	require.Equal(t, []api.Scope{api.ScopeCheck, api.ScopeFilter}, keys[0].Scopes)
 }
