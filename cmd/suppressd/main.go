@@ -48,7 +48,7 @@ func commands() map[string]command {
 		"link":     {"mint the List-Unsubscribe headers for a recipient (RFC 8058 one-click)", runLink},
 		"publish":  {"publish CloudEvents through the API (files, or one per line of stdin)", runPublish},
 		"subjects": {"what is held about a person, and the events on Kafka that shaped it (the access right)", runSubjects},
-		"check":    {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed)", runCheck},
+		"check":    {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed, 1 no answer, 2 refused)", runCheck},
 		"filter":   {"stream a hashed audience list through the API, keep what may be targeted", runFilter},
 		"rebuild":  {"replay the topics into a fresh store generation and switch to it", runRebuild},
 		"import":   {"publish a mail provider's suppression export (SES, SendGrid, Postmark, Mailgun, CSV) as suppress events", runImport},

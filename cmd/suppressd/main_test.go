@@ -36,6 +36,7 @@ func TestRun(t *testing.T) {
 		{args: []string{"serve", "-h"}, code: 0, stderr: "-role"},
 		{args: []string{"serve", "-h"}, code: 0, stderr: "  SUPPRESSD_API_STORE_TIMEOUT duration\n    \thow long a check waits for Redis before answering 503, failing closed (default 500ms)\n"},
 		{args: []string{"serve", "-h"}, code: 0, stderr: "  SUPPRESSD_PEPPER string, secret\n"},
+		{args: []string{"export", "-h"}, code: 0, stderr: "suppressd serve -h lists them"},
 		{args: []string{"serve", "--role", "api,cache"}, code: 2, stderr: `suppressd serve: --role: unknown role "cache" (got "api,cache", want api or consumer, or both, comma-separated)`},
 	}
 	for _, tc := range tests {
@@ -104,6 +105,39 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			require.Contains(t, errb.String(), "Usage of "+name)
 		})
 	}
+}
+
+// TestEveryCommandRejectsStrayArguments: a word after the flags (a value
+// whose flag was forgotten, `check alice@example.org`) is refused with
+// exit 2 before the command does anything, instead of being ignored.
+func TestEveryCommandRejectsStrayArguments(t *testing.T) {
+	// Moving into filter.go and link.go on their own branches; they call
+	// parseFlags there.
+	elsewhere := map[string]bool{"filter": true, "link": true}
+	for name := range commands() {
+		t.Run(name, func(t *testing.T) {
+			if name == "publish" {
+				t.Skip("publish takes event files as arguments; see TestPublishFlagsBeforeFiles")
+			}
+			if elsewhere[name] {
+				t.Skipf("%s's flags are parsed on another branch", name)
+			}
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{name, "alice@example.org", "--json"}, stdio{out: &out, err: &errb})
+			require.Equal(t, 2, code, errb.String())
+			require.Equal(t, "suppressd "+name+": unexpected arguments: alice@example.org --json\n", errb.String())
+			require.Empty(t, out.String())
+		})
+	}
+}
+
+// TestPublishFlagsBeforeFiles: publish reads its arguments as event files,
+// so a flag after one would be opened as a file; it is refused instead.
+func TestPublishFlagsBeforeFiles(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"publish", "event.json", "--key", "k"}, stdio{out: &out, err: &errb})
+	require.Equal(t, 2, code)
+	require.Equal(t, "suppressd publish: flags go before the files: --key comes after event.json\n", errb.String())
 }
 
 // TestAPIKeyJSON: `apikey --json` is one object whose entry configures the
