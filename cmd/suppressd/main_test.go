@@ -6,9 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -48,50 +45,6 @@ func TestRun(t *testing.T) {
 			require.Contains(t, errb.String(), tc.stderr)
 		})
 	}
-}
-
-// TestDocumentedCommandsExist reads the README and docs/ and fails when a
-// `suppressd <command>` they show in code is not a command of the binary:
-// a documented command that answers "unknown command" is a broken promise.
-func TestDocumentedCommandsExist(t *testing.T) {
-	files, err := filepath.Glob("../../docs/*.md")
-	require.NoError(t, err)
-	files = append(files, "../../README.md")
-	cmds := commands()
-	found := map[string]bool{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		for _, code := range codeIn(string(b)) {
-			for _, m := range documentedCommand.FindAllStringSubmatch(code, -1) {
-				name := m[1]
-				found[name] = true
-				_, ok := cmds[name]
-				require.True(t, ok, "%s shows `suppressd %s`, which the binary does not have", filepath.Base(f), name)
-			}
-		}
-	}
-	// The reader finds what it should: the commands the README walks through.
-	for _, name := range []string{"dev", "serve", "import", "export", "rebuild", "check", "filter"} {
-		require.True(t, found[name], "no `suppressd %s` found in the docs: the reader is broken", name)
-	}
-}
-
-// documentedCommand matches "suppressd <word>" as a shell would run it.
-var documentedCommand = regexp.MustCompile(`(?:^|[\s/$(])suppressd ([a-z][a-z-]+)`)
-
-// codeIn returns the fenced code blocks and inline code spans of markdown.
-func codeIn(md string) []string {
-	var out []string
-	fences := regexp.MustCompile("(?s)```[a-z]*\n(.*?)```")
-	for _, m := range fences.FindAllStringSubmatch(md, -1) {
-		out = append(out, m[1])
-	}
-	rest := fences.ReplaceAllString(md, "")
-	for _, m := range regexp.MustCompile("`([^`\n]+)`").FindAllStringSubmatch(rest, -1) {
-		out = append(out, m[1])
-	}
-	return out
 }
 
 // TestEveryCommandHasHelp runs `suppressd <command> -h` for every
