@@ -42,41 +42,80 @@ func keyOf(r *http.Request) *Key {
 }
 
 // ParseKeys reads SUPPRESSD_API_KEYS: comma-separated entries
-// "name:scope+scope:sha256-hex-of-secret".
+// "name:scope+scope:sha256-hex-of-secret". Errors name an entry by its
+// position ("entry 2").
 func ParseKeys(spec string) ([]Key, error) {
+	var entries []KeyEntry
+	for i, text := range strings.Split(spec, ",") {
+		entries = append(entries, KeyEntry{Text: text, Where: fmt.Sprintf("entry %d", i+1)})
+	}
+	return ParseKeyEntries(entries)
+}
+
+// KeyEntry is one configured key as written, and where it was found, for
+// errors: "entry 2" of a list, "line 7" of a file.
+type KeyEntry struct {
+	Text, Where string
+}
+
+// ParseKeyEntries reads keys; blank entries are skipped. Errors name the
+// entry by Where, never by its text, which may hold a secret pasted by
+// mistake; a name appears only once its entry is otherwise valid.
+func ParseKeyEntries(entries []KeyEntry) ([]Key, error) {
 	var keys []Key
-	for i, entry := range strings.Split(spec, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
+	seen := map[string]string{}
+	for _, e := range entries {
+		text := strings.TrimSpace(e.Text)
+		if text == "" {
 			continue
 		}
-		parts := strings.Split(entry, ":")
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("entry %d: want name:scope+scope:sha256hex", i+1)
+		k, err := parseKey(text)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Where, err)
 		}
-		k := Key{Name: parts[0]}
-		if k.Name == "" {
-			return nil, fmt.Errorf("entry %d: empty name", i+1)
+		if first, ok := seen[k.Name]; ok {
+			return nil, fmt.Errorf("%s: key %s is configured twice (also %s)", e.Where, k.Name, first)
 		}
-		for _, s := range strings.Split(parts[1], "+") {
-			if !slices.Contains(allScopes, Scope(s)) {
-				return nil, fmt.Errorf("key %s: unknown scope %q (want check, filter, publish, admin)", k.Name, s)
-			}
-			k.Scopes = append(k.Scopes, Scope(s))
-		}
-		h, err := hex.DecodeString(strings.TrimPrefix(parts[2], "sha256="))
-		if err != nil || len(h) != 32 {
-			return nil, fmt.Errorf("key %s: the hash must be 64 hex digits (the SHA-256 of the secret)", k.Name)
-		}
-		copy(k.Hash[:], h)
-		for _, other := range keys {
-			if other.Name == k.Name {
-				return nil, fmt.Errorf("key %s: configured twice", k.Name)
-			}
-		}
+		seen[k.Name] = e.Where
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+func parseKey(entry string) (Key, error) {
+	parts := strings.Split(entry, ":")
+	if len(parts) != 3 {
+		return Key{}, fmt.Errorf("want name:scope+scope:sha256hex (%d fields, want 3)", len(parts))
+	}
+	k := Key{Name: parts[0]}
+	if k.Name == "" {
+		return Key{}, fmt.Errorf("empty name")
+	}
+	for _, s := range strings.Split(parts[1], "+") {
+		if !slices.Contains(allScopes, Scope(s)) {
+			return Key{}, fmt.Errorf("unknown scope (want check, filter, publish or admin, joined by +)")
+		}
+		k.Scopes = append(k.Scopes, Scope(s))
+	}
+	h, err := hex.DecodeString(strings.TrimPrefix(parts[2], "sha256="))
+	if err != nil || len(h) != 32 {
+		return Key{}, fmt.Errorf("the hash must be 64 hex digits (the SHA-256 of the secret, as suppressd apikey prints it)")
+	}
+	copy(k.Hash[:], h)
+	return k, nil
+}
+
+// ParseScopes reads a comma-separated list of scope names.
+func ParseScopes(list string) ([]Scope, error) {
+	var out []Scope
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allScopes, Scope(s)) {
+			return nil, fmt.Errorf("unknown scope %q (want check, filter, publish, admin)", s)
+		}
+		out = append(out, Scope(s))
+	}
+	return out, nil
 }
 
 // NewKey makes a random secret and its configuration entry.

@@ -41,16 +41,16 @@ type wireResult struct {
 func (c *Client) Check(ctx context.Context, req CheckRequest) (Result, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		err = fmt.Errorf("suppressd check: encode request: %w", err)
+		err = opError("check", fmt.Errorf("encode request: %w", err))
 		return c.failed(err), err
 	}
 	var ans wireResult
 	if err := c.postJSON(ctx, "v1/check", c.opts.Timeout, body, maxCheckResponse, &ans); err != nil {
-		err = fmt.Errorf("suppressd check: %w", err)
+		err = opError("check", err)
 		return c.failed(err), err
 	}
 	if ans.Allowed == nil {
-		err := errors.New("suppressd check: response has no \"allowed\"")
+		err := opError("check", errors.New("response has no \"allowed\""))
 		return c.failed(err), err
 	}
 	return Result{Allowed: *ans.Allowed, Suppression: ans.Suppression}, nil
@@ -114,7 +114,7 @@ launch:
 				return
 			}
 			if firstErr == nil {
-				firstErr = fmt.Errorf("suppressd check batch: contacts %d to %d: %w", lo, hi-1, err)
+				firstErr = opError("check batch", fmt.Errorf("contacts %d to %d: %w", lo, hi-1, err))
 				cancel()
 			}
 		})
@@ -126,7 +126,7 @@ launch:
 			if !ok {
 				// Only the caller's ctx ends the launch loop early
 				// without a chunk error.
-				firstErr = fmt.Errorf("suppressd check batch: %w", context.Cause(ctx))
+				firstErr = opError("check batch", context.Cause(ctx))
 				break
 			}
 		}

@@ -156,20 +156,20 @@ type credential struct{ authorization string }
 func New(baseURL, apiKey string, opts Options) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("suppressd client: base URL: %w", err)
+		return nil, opError("client", fmt.Errorf("base URL: %w", err))
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("suppressd client: base URL %q: want http(s)://host[/prefix]", baseURL)
+		return nil, opError("client", fmt.Errorf("base URL %q: want http(s)://host[/prefix]", baseURL))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("suppressd client: base URL %q: must not have a query or fragment", baseURL)
+		return nil, opError("client", fmt.Errorf("base URL %q: must not have a query or fragment", baseURL))
 	}
 	if strings.TrimSpace(apiKey) == "" {
-		return nil, errors.New("suppressd client: empty API key")
+		return nil, opError("client", errors.New("empty API key"))
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("suppressd client: options: %w", err)
+		return nil, opError("client", fmt.Errorf("options: %w", err))
 	}
 	return &Client{
 		base: u,

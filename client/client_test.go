@@ -924,3 +924,50 @@ func TestCheckOversizedAnswerIsNotRetried(t *testing.T) {
 	require.False(t, res.Allowed)
 	require.Equal(t, int32(1), calls.Load())
 }
+
+// TestErrorsNameTheClientOnce: whatever fails, the message a caller logs
+// starts "suppressd <op>: " and says "suppressd" nowhere else (before, a
+// refused check read "suppressd check: suppressd: HTTP 401 ..."), and
+// the operation and the cause stay reachable.
+func TestErrorsNameTheClientOnce(t *testing.T) {
+	refuse := newRawServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":{"code":"unauthorized","message":"a valid API key is required"}}`)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	opts := fast
+	opts.MaxAttempts = 2
+	ctx := context.Background()
+	calls := map[string]func(c *client.Client) error{
+		"check": func(c *client.Client) error { _, err := c.Check(ctx, emailCheck("alice@example.org")); return err },
+		"check batch": func(c *client.Client) error {
+			_, err := c.CheckBatch(ctx, batchOf("alice@example.org"))
+			return err
+		},
+		"filter": func(c *client.Client) error {
+			_, err := c.Filter(ctx, client.FilterRequest{Type: client.TypeEmailSHA256}, strings.NewReader(hashLine(1)+"\n"), io.Discard)
+			return err
+		},
+		"publish": func(c *client.Client) error { _, err := c.Publish(ctx, []byte(`{"id":"x"}`)); return err },
+	}
+	for op, call := range calls {
+		for server, want := range map[string]error{refuse: client.ErrUnauthorized, closed: client.ErrUnavailable} {
+			t.Run(op+" "+want.Error(), func(t *testing.T) {
+				err := call(newClient(t, server, testKey, opts))
+				require.Error(t, err)
+				require.True(t, strings.HasPrefix(err.Error(), "suppressd "+op+": "), err.Error())
+				require.Equal(t, 1, strings.Count(err.Error(), "suppressd"), err.Error())
+				require.ErrorIs(t, err, want)
+				var opErr *client.OpError
+				require.ErrorAs(t, err, &opErr)
+				require.Equal(t, op, opErr.Op)
+			})
+		}
+	}
+	_, err = client.New("ftp://x", testKey, client.Options{})
+	require.EqualError(t, err, `suppressd client: base URL "ftp://x": want http(s)://host[/prefix]`)
+}

@@ -24,6 +24,15 @@
 // for why it is dangerous); errors that are the caller's fault, such as a
 // 400 or a 401, stay closed even then.
 //
+// # Errors
+//
+// Every error a method returns is an [*OpError] whose message names the
+// client and the operation once ("suppressd check: HTTP 401 unauthorized:
+// a valid API key is required"). Tell them apart with errors.Is against
+// [ErrUnavailable] (no answer: retrying later may help), [ErrInvalidRequest],
+// [ErrUnauthorized] and [ErrForbidden] (the request is wrong: it will not),
+// or errors.As to an [*APIError] for the server's code, message and field.
+//
 // # Usage
 //
 //	c, err := client.New("https://suppressd.internal", apiKey, client.Options{})

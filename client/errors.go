@@ -10,25 +10,47 @@ import (
 	"time"
 )
 
+// OpError is every error a Client method returns: the operation and what
+// went wrong. Its message names the client and the operation once,
+// "suppressd check: HTTP 401 unauthorized: ...", and nothing under it
+// says "suppressd" again; a program that names itself already (the
+// suppressd command) prints Err alone.
+type OpError struct {
+	// Op is the operation: "check", "check batch", "filter", "publish",
+	// or "client" for New.
+	Op  string
+	Err error
+}
+
+// Error reads "suppressd <op>: <what went wrong>".
+func (e *OpError) Error() string { return "suppressd " + e.Op + ": " + e.Err.Error() }
+
+// Unwrap gives what went wrong, for errors.Is and errors.As.
+func (e *OpError) Unwrap() error { return e.Err }
+
+func opError(op string, err error) *OpError { return &OpError{Op: op, Err: err} }
+
 // Sentinel errors, for errors.Is. An *APIError matches the one for its
-// status or code, and transport failures match ErrUnavailable.
+// status or code, and transport failures match ErrUnavailable. Their text
+// is a part of a message that OpError introduces, so it does not name the
+// service.
 var (
 	// ErrUnavailable means the service could not answer: a 5xx (503 when
 	// its store is down), a refused or broken connection, or an attempt
 	// that timed out. It is the only kind of error Options.FailOpen turns
 	// into "allowed".
-	ErrUnavailable = errors.New("suppressd: unavailable")
+	ErrUnavailable = errors.New("unavailable")
 	// ErrInvalidRequest matches 400 invalid_request, for whole requests
 	// and for single contacts of a batch.
-	ErrInvalidRequest = errors.New("suppressd: invalid request")
+	ErrInvalidRequest = errors.New("invalid request")
 	// ErrUnauthorized matches 401: no key or an unknown key.
-	ErrUnauthorized = errors.New("suppressd: unauthorized")
+	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden matches 403: the key lacks the endpoint's scope.
-	ErrForbidden = errors.New("suppressd: forbidden")
+	ErrForbidden = errors.New("forbidden")
 	// ErrIncomplete means a filter stream ended without its summary line
 	// or with "# error=...": what was written to out is only part of the
 	// allowed lines and must not be used.
-	ErrIncomplete = errors.New("suppressd: filter output incomplete")
+	ErrIncomplete = errors.New("output incomplete")
 )
 
 // Error codes of the API's error envelope.
@@ -74,19 +96,21 @@ type Violation struct {
 	Message string `json:"message"`
 }
 
-// Error formats the status, code and message.
+// Error formats the status, code and message: "HTTP 400 invalid_request:
+// invalid email: no @", or for one contact of a batch "invalid_request:
+// invalid email: no @".
 func (e *APIError) Error() string {
 	msg := e.Message
 	if e.Field != "" && msg == "" {
 		msg = "field " + e.Field
 	}
 	if e.Status == 0 {
-		return fmt.Sprintf("suppressd: %s: %s", e.Code, msg)
+		return fmt.Sprintf("%s: %s", e.Code, msg)
 	}
 	if e.Code == "" {
-		return fmt.Sprintf("suppressd: HTTP %d: %s", e.Status, msg)
+		return fmt.Sprintf("HTTP %d: %s", e.Status, msg)
 	}
-	return fmt.Sprintf("suppressd: HTTP %d %s: %s", e.Status, e.Code, msg)
+	return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, msg)
 }
 
 // Is lets errors.Is match the sentinel errors by status or code, so

@@ -136,7 +136,7 @@ func ExampleClient_CheckBatch() {
 	// Output:
 	// order-1: send
 	// order-2: suppressed (unsubscribe)
-	// order-3: skip, suppressd: invalid_request: invalid email: no @
+	// order-3: skip, invalid_request: invalid email: no @
 }
 
 func ExampleClient_Filter() {

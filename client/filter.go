@@ -46,9 +46,9 @@ const maxFilterLine = 64 << 10
 func (c *Client) Filter(ctx context.Context, req FilterRequest, in io.Reader, out io.Writer) (FilterSummary, error) {
 	switch {
 	case req.Type == "":
-		return FilterSummary{}, errors.New("suppressd filter: Type is required")
+		return FilterSummary{}, opError("filter", errors.New("Type is required"))
 	case in == nil || out == nil:
-		return FilterSummary{}, errors.New("suppressd filter: in and out are required")
+		return FilterSummary{}, opError("filter", errors.New("in and out are required"))
 	}
 	u := c.filterURL(req)
 	for attempt := 1; ; attempt++ {
@@ -57,10 +57,10 @@ func (c *Client) Filter(ctx context.Context, req FilterRequest, in io.Reader, ou
 			return sum, nil
 		}
 		if !retry || attempt >= c.opts.MaxAttempts {
-			return FilterSummary{}, fmt.Errorf("suppressd filter: %w", err)
+			return FilterSummary{}, opError("filter", err)
 		}
 		if werr := c.wait(ctx, attempt, retryAfter); werr != nil {
-			return FilterSummary{}, fmt.Errorf("suppressd filter: after %d attempts, %w: %w", attempt, werr, err)
+			return FilterSummary{}, opError("filter", fmt.Errorf("after %d attempts, %w: %w", attempt, werr, err))
 		}
 	}
 }

@@ -3,7 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"errors"
 )
 
 // PublishResult is the answer to Publish.
@@ -22,11 +22,11 @@ type PublishResult struct {
 // comes back as an *APIError whose Violations list every problem.
 func (c *Client) Publish(ctx context.Context, event []byte) (PublishResult, error) {
 	if !json.Valid(event) {
-		return PublishResult{}, fmt.Errorf("publish: the event is not JSON")
+		return PublishResult{}, opError("publish", errors.New("the event is not JSON"))
 	}
 	var out PublishResult
 	if err := c.postJSON(ctx, "/v1/events", c.opts.Timeout, event, maxCheckResponse, &out); err != nil {
-		return PublishResult{}, fmt.Errorf("publish: %w", err)
+		return PublishResult{}, opError("publish", err)
 	}
 	return out, nil
 }

@@ -313,9 +313,9 @@ func TestProjectSources(t *testing.T) {
 	readme := readmeVariables(t)
 	require.Contains(t, readme, "SUPPRESSD_REDIS_WRITE_TIMEOUT") // from "/ `_WRITE_TIMEOUT`"
 	require.Contains(t, readme, "SUPPRESSD_KAFKA_TLS_KEY_FILE")  // from "`_TLS_KEY_FILE`"
-	for _, v := range readme {
-		require.Contains(t, vars, v, "the README documents %s, which cmd/suppressd/config.go does not read", v)
-	}
+	// Whether the README and the binary agree is the service's own check
+	// (cmd/suppressd/docs_test.go); here, only that the chart agrees with
+	// both.
 	m := projectMetrics(t)
 	require.True(t, m["suppressd_optout_freshness_seconds"].histogram)
 	require.Equal(t, []string{"route", "code"}, m["suppressd_api_requests_total"].labels)

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -35,7 +37,39 @@ func (c *clientFlags) client() (*client.Client, error) {
 	if c.key == "" {
 		return nil, usageError{errors.New("an API key is required: --key or $SUPPRESSD_API_KEY")}
 	}
-	return client.New(c.url, c.key, client.Options{})
+	cl, err := client.New(c.url, c.key, client.Options{})
+	if err != nil {
+		return nil, usageError{apiCause(err)}
+	}
+	return cl, nil
+}
+
+// apiCause is a client error without the client's own "suppressd <op>: ",
+// since main names the command.
+func apiCause(err error) error {
+	if op, ok := err.(*client.OpError); ok {
+		return op.Err
+	}
+	return err
+}
+
+// apiFailure is the command's error for a failed API call. The API
+// refusing the request (a 4xx: bad input, a bad key, a key without the
+// scope) is the caller's to fix, so the command exits 2 with the API's
+// message; anything else (no answer, a 5xx) exits 1.
+func apiFailure(err error) error {
+	err = apiCause(err)
+	if refused(err) {
+		return usageError{err}
+	}
+	return err
+}
+
+// refused reports whether the API answered and refused the request.
+func refused(err error) bool {
+	var apiErr *client.APIError
+	return errors.As(err, &apiErr) && !client.IsUnavailable(err) &&
+		apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Status != http.StatusRequestTimeout && apiErr.Status != http.StatusTooManyRequests
 }
 
 func envOr(k, def string) string {
@@ -52,8 +86,12 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // runCheck asks whether one contact may be contacted. It prints the answer
-// and exits 0 when allowed, 3 when suppressed; an error (the service could
-// not answer) is treated as suppressed and exits 1.
+// and exits 0 when allowed, 3 when suppressed. When the service does not
+// answer it says "suppressed" (fail closed) and exits 1; when the API
+// refuses the request (a bad address, a bad key) there is no answer to
+// give: it prints the API's message and exits 2, like any other mistake
+// in the invocation, so that a script does not read the contact as
+// suppressed and move on.
 func runCheck(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(io.err)
@@ -67,8 +105,8 @@ func runCheck(ctx context.Context, args []string, io stdio) error {
 	channel := fs.String("channel", "email", "email, sms, push or ads")
 	purpose := fs.String("purpose", "marketing", "marketing, advertising, profiling, sale_sharing or transactional")
 	topic := fs.String("topic", "", "list or newsletter")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	req := client.CheckRequest{Namespace: cf.namespace, Channel: *channel, Purpose: *purpose, Topic: *topic}
 	for _, group := range []struct {
@@ -88,7 +126,9 @@ func runCheck(ctx context.Context, args []string, io stdio) error {
 	}
 	res, err := c.Check(ctx, req)
 	if err != nil {
-		fmt.Fprintln(io.out, "suppressed (the service did not answer; fail closed)")
+		if err = apiFailure(err); !errors.As(err, new(usageError)) {
+			fmt.Fprintln(io.out, "suppressed (the service did not answer; fail closed)")
+		}
 		return err
 	}
 	if res.Allowed {
@@ -245,25 +285,40 @@ func runAPIKey(_ context.Context, args []string, io stdio) error {
 	fs.SetOutput(io.err)
 	name := fs.String("name", "", "the key's name (who uses it)")
 	scopes := fs.String("scopes", "check", "comma-separated: check, filter, publish, admin")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	asJSON := fs.Bool("json", false, `print {"name", "scopes", "secret", "entry"} as one JSON object`)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if *name == "" || strings.ContainsAny(*name, ":,") {
-		return usageError{errors.New("--name is required, without ':' or ','")}
+	if *name == "" || strings.ContainsAny(*name, ":,# \t") {
+		return usageError{errors.New("--name is required, without ':', ',', '#' or spaces")}
 	}
-	var sc []api.Scope
-	for _, s := range strings.Split(*scopes, ",") {
-		sc = append(sc, api.Scope(strings.TrimSpace(s)))
+	sc, err := api.ParseScopes(*scopes)
+	if err != nil {
+		return usageError{fmt.Errorf("--scopes: %w", err)}
 	}
 	secret, entry, err := api.NewKey(*name, sc...)
 	if err != nil {
 		return err
 	}
 	if _, err := api.ParseKeys(entry); err != nil {
-		return usageError{err}
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(io.out).Encode(apiKeyJSON{Name: *name, Scopes: sc, Secret: secret, Entry: entry})
 	}
 	fmt.Fprintf(io.out, "secret (give it to %s; it is not stored anywhere): %s\nSUPPRESSD_API_KEYS entry: %s\n", *name, secret, entry)
 	return nil
+}
+
+// apiKeyJSON is `suppressd apikey --json`.
+type apiKeyJSON struct {
+	Name   string      `json:"name"`
+	Scopes []api.Scope `json:"scopes"`
+	// Secret is for the caller (Authorization: Bearer <secret>); it is
+	// not stored anywhere.
+	Secret string `json:"secret"`
+	// Entry is the line for SUPPRESSD_API_KEYS or its file.
+	Entry string `json:"entry"`
 }
 
 // runLink mints the List-Unsubscribe headers for one recipient and send,
@@ -336,6 +391,13 @@ func runPublish(ctx context.Context, args []string, io stdio) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
+	for _, a := range fs.Args() {
+		if strings.HasPrefix(a, "-") && a != "-" {
+			// Flags stop at the first file: this one would be read as
+			// a file name.
+			return usageError{fmt.Errorf("flags go before the files: %s comes after %s", a, fs.Arg(0))}
+		}
+	}
 	c, err := cf.client()
 	if err != nil {
 		return err
@@ -369,7 +431,11 @@ func runPublish(ctx context.Context, args []string, io stdio) error {
 					fmt.Fprintf(io.err, "  %s: %s\n", v.Path, v.Message)
 				}
 			}
-			return fmt.Errorf("event %d: %w", i+1, err)
+			what := fmt.Sprintf("event %d", i+1)
+			if fs.NArg() > 0 {
+				what = fs.Arg(i)
+			}
+			return fmt.Errorf("%s: %w", what, apiFailure(err))
 		}
 		if res.Duplicate {
 			fmt.Fprintf(io.out, "%s already published\n", res.ID)

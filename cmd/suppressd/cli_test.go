@@ -7,10 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,9 +61,20 @@ func TestCLICheckAndFilter(t *testing.T) {
 	code, _, errOut := cli("check")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "name the contact")
-	code, _, errOut = cli("check", "--email", "alice@example.org", "--key", "wrong")
+	// The API refusing the request is not "suppressed": there is no
+	// verdict, and the message is the API's, named once.
+	code, out, errOut = cli("check", "--email", "alice@example.org", "--key", "wrong")
+	require.Equal(t, 2, code)
+	require.Empty(t, out)
+	require.Equal(t, "suppressd check: HTTP 401 unauthorized: a valid API key is required: Authorization: Bearer <key>\n", errOut)
+	code, out, errOut = cli("check", "--email", "alice.example.org")
+	require.Equal(t, 2, code)
+	require.Empty(t, out)
+	require.Equal(t, "suppressd check: HTTP 400 invalid_request: identifiers[0].value: invalid email: no @\n", errOut)
+	code, out, errOut = cli("check", "--email", "alice@example.org", "--url", "http://"+freePort(t))
 	require.Equal(t, 1, code)
-	require.Contains(t, errOut, "unauthorized")
+	require.Equal(t, "suppressed (the service did not answer; fail closed)\n", out)
+	require.Regexp(t, `^suppressd check: after 3 attempts: unavailable: Post "http://127\.0\.0\.1:\d+/v1/check": .*connection refused\n$`, errOut)
 
 	// A gzip audience with Google-hashed addresses; alice's must go.
 	dir := t.TempDir()
@@ -106,11 +120,62 @@ func TestCLICheckAndFilter(t *testing.T) {
 	bad := filepath.Join(dir, "bad.json")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"specversion":"1.0","id":"cli-2","source":"/crm","type":"io.suppressd.unsubscribe.v1","time":"2026-01-01T00:00:00Z","data":{"identifiers":[],"origin":"customer"}}`), 0o600))
 	code, _, errOut = cli("publish", bad)
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code, "the API refused the event: fix it, do not retry")
 	require.Contains(t, errOut, "/data/identifiers")
+	require.Contains(t, errOut, "\nsuppressd publish: "+bad+": HTTP 400 invalid_request: ")
+	require.Equal(t, 1, strings.Count(errOut, "suppressd publish:"), errOut)
+	require.NotContains(t, errOut, "suppressd: ")
 
 	resp, err := http.Get("http://" + apiAddr + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// TestCheckExitCodes: what `suppressd check` prints and exits for each
+// kind of answer, against a stand-in API: a verdict (0 allowed, 3
+// suppressed), a refusal (2, the API's message, no verdict) or no answer
+// (1, "suppressed" since it fails closed).
+func TestCheckExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		status   int
+		body     string
+		code     int
+		stdout   string
+		stderr   string
+		attempts int
+	}{
+		{"allowed", 200, `{"allowed":true}`, 0, "allowed\n", "", 1},
+		{"suppressed", 200, `{"allowed":false,"suppression":{"scope":"email","reason":"complaint","origin":"recipient","source":"/mail","since":"2026-01-02T03:04:05Z"}}`,
+			3, "suppressed: reason=complaint scope=email origin=recipient source=/mail since=2026-01-02T03:04:05Z\n", "", 1},
+		{"bad input", 400, `{"error":{"code":"invalid_request","message":"invalid email: no @","field":"identifiers[0].value"}}`,
+			2, "", "suppressd check: HTTP 400 invalid_request: invalid email: no @\n", 1},
+		{"bad key", 401, `{"error":{"code":"unauthorized","message":"a valid API key is required"}}`,
+			2, "", "suppressd check: HTTP 401 unauthorized: a valid API key is required\n", 1},
+		{"key without the scope", 403, `{"error":{"code":"forbidden","message":"this key lacks the check scope"}}`,
+			2, "", "suppressd check: HTTP 403 forbidden: this key lacks the check scope\n", 1},
+		{"store down", 503, `{"error":{"code":"unavailable","message":"the store did not answer in time"}}`,
+			1, "suppressed (the service did not answer; fail closed)\n",
+			"suppressd check: after 3 attempts: HTTP 503 unavailable: the store did not answer in time\n", 3},
+		{"not the API", 502, `<html>bad gateway</html>`,
+			1, "suppressed (the service did not answer; fail closed)\n", "suppressd check: HTTP 502: Bad Gateway\n", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, tc.body)
+			}))
+			defer srv.Close()
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"check", "--url", srv.URL, "--key", "k", "--email", "alice@example.org"}, stdio{out: &out, err: &errb})
+			require.Equal(t, tc.code, code, errb.String())
+			require.Equal(t, tc.stdout, out.String())
+			require.Equal(t, tc.stderr, errb.String())
+			require.EqualValues(t, tc.attempts, calls.Load(), "only an outage is retried")
+		})
+	}
 }

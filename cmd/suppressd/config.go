@@ -2,16 +2,18 @@ package main
 
 import (
 	"encoding/base64"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/suppressd/suppressd/api"
+	"github.com/suppressd/suppressd/internal/envconf"
 	"github.com/suppressd/suppressd/internal/kafkaconn"
 	"github.com/suppressd/suppressd/internal/redisconn"
 	"github.com/suppressd/suppressd/schemas"
@@ -24,29 +26,24 @@ import (
 const envPrefix = "SUPPRESSD"
 
 // Config is the whole configuration of the binary, read from the
-// environment. Every variable is documented in the README with its default.
+// environment by internal/envconf. Each field's desc tag is what
+// `suppressd serve -h` says of it; the README's configuration tables must
+// list every variable with the same default (cmd/suppressd/docs_test.go).
 type Config struct {
-	// Roles to run in `serve`, comma-separated. The --role flag wins.
-	Roles []string `envconfig:"ROLE" default:"consumer"`
-	// LogLevel is debug, info, warn or error; LogFormat json or text.
-	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
-	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
-	// OpsAddr serves /metrics, /healthz and /readyz for the roles that have
-	// no HTTP listener of their own (the consumer).
-	OpsAddr string `envconfig:"OPS_ADDR" default:":9090"`
+	Roles     []string `envconfig:"ROLE" default:"consumer" desc:"roles to run, comma-separated: api, consumer; serve --role overrides it"`
+	LogLevel  string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string   `envconfig:"LOG_FORMAT" default:"json" desc:"json or text, to stderr"`
+	// OpsAddr serves the roles that have no HTTP listener of their own.
+	OpsAddr string `envconfig:"OPS_ADDR" default:":9090" desc:"/metrics, /healthz, /readyz when the api role is off"`
 
-	// Pepper keys the storage-key HMAC: base64 in SUPPRESSD_PEPPER or the
-	// raw bytes of SUPPRESSD_PEPPER_FILE. Empty means plain SHA-256 keys.
 	// Every replica and every rebuild must use the same pepper.
-	Pepper     string `envconfig:"PEPPER"`
-	PepperFile string `envconfig:"PEPPER_FILE"`
-	// PhoneRegion reads phone numbers written without a country code
-	// (ISO 3166-1 alpha-2, e.g. US). Empty rejects them.
-	PhoneRegion string `envconfig:"PHONE_REGION"`
-	// AutoRebuild lets the consumer role rebuild a store that holds no
-	// suppression list (a new deployment, or Redis lost its data) from
-	// Kafka by itself. Off, an operator runs `suppressd rebuild`.
-	AutoRebuild bool `envconfig:"AUTO_REBUILD" default:"true"`
+	Pepper      string `envconfig:"PEPPER" secret:"true" desc:"HMAC key of the storage keys, base64 of at least 16 random bytes, the same on every replica; without one keys are plain SHA-256"`
+	PepperFile  string `envconfig:"PEPPER_FILE" desc:"or a file of the pepper's raw bytes (not base64)"`
+	PhoneRegion string `envconfig:"PHONE_REGION" desc:"ISO 3166-1 region of phone numbers written without a country code (US); without one they are rejected"`
+	AutoRebuild bool   `envconfig:"AUTO_REBUILD" default:"true" desc:"the consumer role rebuilds a store that holds no suppression list from Kafka by itself; false: it waits for suppressd rebuild"`
+
+	// rolesFlag: Roles came from serve --role, which errors then name.
+	rolesFlag bool
 
 	API      APIConfig        `envconfig:"API"`
 	Link     LinkConfig       `envconfig:"LINK"`
@@ -59,85 +56,125 @@ type Config struct {
 
 // APIConfig configures the api role.
 type APIConfig struct {
-	// Addr is where the API listens; it also serves /metrics, /healthz and
-	// /readyz (SUPPRESSD_OPS_ADDR is then unused).
-	Addr string `envconfig:"ADDR" default:":8080"`
-	// Keys are the accepted API keys, "name:scope+scope:sha256hex",
-	// comma-separated; `suppressd apikey` makes one. KeysFile reads the same
-	// from a file (one entry per line), for a mounted secret.
-	Keys     string `envconfig:"KEYS"`
-	KeysFile string `envconfig:"KEYS_FILE"`
-	// StoreTimeout is how long a check waits for Redis before answering 503.
-	StoreTimeout time.Duration `envconfig:"STORE_TIMEOUT" default:"500ms"`
-	// MaxBatch is the most contacts in one batch check.
-	MaxBatch int `envconfig:"MAX_BATCH" default:"10000"`
-	// MaxKeys is the most match keys one request may expand into: what
-	// Redis reads within StoreTimeout (about 250,000 keys/s pipelined).
-	MaxKeys int `envconfig:"MAX_KEYS" default:"50000"`
+	Addr string `envconfig:"ADDR" default:":8080" desc:"the api role's listener; it serves /metrics, /healthz and /readyz too"`
+	// Only the SHA-256 of each secret is configured, so the keys are not
+	// secret, but a secret pasted by mistake must not be repeated.
+	Keys         string        `envconfig:"KEYS" secret:"true" desc:"API keys, name:scope+scope:sha256hex, comma-separated (suppressd apikey makes one); scopes check, filter, publish, admin; required by the api role"`
+	KeysFile     string        `envconfig:"KEYS_FILE" desc:"or a file of API keys, one per line; blank lines and # comments are skipped"`
+	StoreTimeout time.Duration `envconfig:"STORE_TIMEOUT" default:"500ms" desc:"how long a check waits for Redis before answering 503, failing closed"`
+	MaxBatch     int           `envconfig:"MAX_BATCH" default:"10000" desc:"most contacts in one batch check"`
+	MaxKeys      int           `envconfig:"MAX_KEYS" default:"50000" desc:"most match keys one request may expand into (up to 4 per identifier): what Redis reads within the store timeout; more is a 413"`
 }
 
 // keys returns the configured API keys.
 func (a APIConfig) keys() ([]api.Key, error) {
-	spec := a.Keys
-	if a.KeysFile != "" {
-		if a.Keys != "" {
-			return nil, fmt.Errorf("SUPPRESSD_API_KEYS and SUPPRESSD_API_KEYS_FILE: set one, not both")
+	var entries []entry
+	switch {
+	case a.KeysFile != "" && a.Keys != "":
+		return nil, &envconf.Problem{Var: "SUPPRESSD_API_KEYS and SUPPRESSD_API_KEYS_FILE", What: "both set", Want: "one of them", Hidden: true}
+	case a.KeysFile != "":
+		var err error
+		if entries, err = fileEntries(a.KeysFile); err != nil {
+			return nil, &envconf.Problem{Var: "SUPPRESSD_API_KEYS_FILE", What: err.Error(), Want: "a readable file of keys, one per line", Hidden: true}
 		}
-		b, err := os.ReadFile(a.KeysFile)
-		if err != nil {
-			return nil, fmt.Errorf("SUPPRESSD_API_KEYS_FILE: %w", err)
-		}
-		spec = strings.ReplaceAll(string(b), "\n", ",")
+	default:
+		entries = listEntries(a.Keys)
 	}
-	keys, err := api.ParseKeys(spec)
+	keys, err := api.ParseKeyEntries(keyEntries(entries))
 	if err != nil {
-		return nil, fmt.Errorf("SUPPRESSD_API_KEYS: %w", err)
+		return nil, &envconf.Problem{Var: entriesVar("SUPPRESSD_API_KEYS", a.KeysFile), What: err.Error(), Hidden: true}
 	}
 	return keys, nil
 }
 
+// entry is one entry of a list of keys, and where it was found: "entry 2"
+// of a variable, "line 7" of a file.
+type entry struct{ text, where string }
+
+// listEntries splits a comma-separated variable.
+func listEntries(spec string) []entry {
+	var out []entry
+	for i, text := range strings.Split(spec, ",") {
+		out = append(out, entry{strings.TrimSpace(text), fmt.Sprintf("entry %d", i+1)})
+	}
+	return out
+}
+
+// fileEntries reads a file of entries, one per line, as mounted from a
+// secret: blank lines are skipped, and so are comments, from a # at the
+// start of a line or after a space to the end of it.
+func fileEntries(path string) ([]entry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []entry
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		for i := 1; i < len(line); i++ {
+			if line[i] == '#' && (line[i-1] == ' ' || line[i-1] == '\t') {
+				line = line[:i]
+				break
+			}
+		}
+		out = append(out, entry{strings.TrimSpace(line), fmt.Sprintf("line %d", i+1)})
+	}
+	return out, nil
+}
+
+func keyEntries(es []entry) []api.KeyEntry {
+	out := make([]api.KeyEntry, len(es))
+	for i, e := range es {
+		out[i] = api.KeyEntry{Text: e.text, Where: e.where}
+	}
+	return out
+}
+
+// entriesVar names the variable the entries came from.
+func entriesVar(name, file string) string {
+	if file != "" {
+		return name + "_FILE"
+	}
+	return name
+}
+
 // LinkConfig configures unsubscribe links (served by the api role under /u/).
 type LinkConfig struct {
-	// Keys are "id:base64-secret" pairs, comma-separated (the file: one per
-	// line); secrets of at least 32 bytes. Without keys no link is served.
-	Keys     string `envconfig:"KEYS"`
-	KeysFile string `envconfig:"KEYS_FILE"`
-	// SigningKey is the id of the key new links are minted with; the others
-	// only verify (rotation). Default: the last key listed.
-	SigningKey string `envconfig:"SIGNING_KEY"`
-	// BaseURL is the public https URL the links point at (the api role's).
-	BaseURL string `envconfig:"BASE_URL"`
-	// Mailto is an optional address for the mailto: alternative.
-	Mailto string `envconfig:"MAILTO"`
-	// HonorDNT records DNT: 1 on the pages as a gpc opt-out, like Sec-GPC.
-	HonorDNT bool `envconfig:"HONOR_DNT"`
-	// TTL is how long a link works; at least 720h (30 days, CAN-SPAM).
-	TTL time.Duration `envconfig:"TTL" default:"2160h"`
+	Keys       string        `envconfig:"KEYS" secret:"true" desc:"unsubscribe-link keys, id:base64-secret, comma-separated, secrets of 32 bytes or more; without keys no link is served"`
+	KeysFile   string        `envconfig:"KEYS_FILE" desc:"or a file of link keys, one per line; blank lines and # comments are skipped"`
+	SigningKey string        `envconfig:"SIGNING_KEY" desc:"the key id new links are minted with, the others only verify (rotation); default the last key"`
+	BaseURL    string        `envconfig:"BASE_URL" desc:"the public https URL of the api role the links point at (for suppressd link)"`
+	Mailto     string        `envconfig:"MAILTO" desc:"the mailto: alternative in List-Unsubscribe"`
+	HonorDNT   bool          `envconfig:"HONOR_DNT" default:"false" desc:"record DNT: 1 on the pages as a gpc opt-out, like Sec-GPC: 1"`
+	TTL        time.Duration `envconfig:"TTL" default:"2160h" desc:"how long a link works; at least 720h (30 days, CAN-SPAM)"`
 }
 
 // keyring returns the link keyring, or nil when no keys are configured.
 func (l LinkConfig) keyring() (*unsubscribe.Keyring, error) {
-	spec := l.Keys
-	if l.KeysFile != "" {
-		if l.Keys != "" {
-			return nil, fmt.Errorf("SUPPRESSD_LINK_KEYS and SUPPRESSD_LINK_KEYS_FILE: set one, not both")
+	var entries []entry
+	switch {
+	case l.KeysFile != "" && l.Keys != "":
+		return nil, &envconf.Problem{Var: "SUPPRESSD_LINK_KEYS and SUPPRESSD_LINK_KEYS_FILE", What: "both set", Want: "one of them", Hidden: true}
+	case l.KeysFile != "":
+		var err error
+		if entries, err = fileEntries(l.KeysFile); err != nil {
+			return nil, &envconf.Problem{Var: "SUPPRESSD_LINK_KEYS_FILE", What: err.Error(), Want: "a readable file of keys, one per line", Hidden: true}
 		}
-		b, err := os.ReadFile(l.KeysFile)
-		if err != nil {
-			return nil, fmt.Errorf("SUPPRESSD_LINK_KEYS_FILE: %w", err)
-		}
-		spec = strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", ",")
+	default:
+		entries = listEntries(l.Keys)
 	}
+	name := entriesVar("SUPPRESSD_LINK_KEYS", l.KeysFile)
 	var keys []unsubscribe.Key
-	for _, entry := range strings.Split(spec, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
+	for _, e := range entries {
+		if e.text == "" {
 			continue
 		}
-		id, secret, ok := strings.Cut(entry, ":")
+		id, secret, ok := strings.Cut(e.text, ":")
 		b, err := base64.StdEncoding.DecodeString(secret)
 		if !ok || err != nil {
-			return nil, fmt.Errorf("SUPPRESSD_LINK_KEYS: each entry is id:base64-secret")
+			return nil, &envconf.Problem{Var: name, What: e.where + ": not id:base64-secret", Hidden: true}
 		}
 		keys = append(keys, unsubscribe.Key{ID: id, Secret: b})
 	}
@@ -150,30 +187,27 @@ func (l LinkConfig) keyring() (*unsubscribe.Keyring, error) {
 	}
 	kr, err := unsubscribe.NewKeyring(signing, keys)
 	if err != nil {
-		return nil, fmt.Errorf("SUPPRESSD_LINK_KEYS: %w", err)
+		return nil, &envconf.Problem{Var: name, What: err.Error(), Hidden: true}
 	}
 	return kr, nil
 }
 
 // StoreConfig is the Redis key layout and when a write counts as done.
 type StoreConfig struct {
-	Prefix     string `envconfig:"PREFIX" default:"sd"`
-	BucketBits int    `envconfig:"BUCKET_BITS" default:"16"`
-	GroupBits  int    `envconfig:"GROUP_BITS" default:"8"`
-	// Durability is when the consumer may commit what it applied:
-	// accepted, replicas:N, fsync or fsync+replicas:N (redisstore.Durability).
-	Durability        string        `envconfig:"DURABILITY" default:"accepted"`
-	DurabilityTimeout time.Duration `envconfig:"DURABILITY_TIMEOUT" default:"5s"`
+	Prefix     string `envconfig:"PREFIX" default:"sd" desc:"first part of every key"`
+	BucketBits int    `envconfig:"BUCKET_BITS" default:"16" desc:"key layout: 2^n buckets per namespace; changing it needs suppressd rebuild"`
+	GroupBits  int    `envconfig:"GROUP_BITS" default:"8" desc:"key layout: 2^n slot groups, at most the bucket bits; changing it needs suppressd rebuild"`
+	Durability        string        `envconfig:"DURABILITY" default:"accepted" desc:"when the consumer may commit what it applied: accepted, replicas:N (WAIT), fsync or fsync+replicas:N (WAITAOF, Redis 7.2+)"`
+	DurabilityTimeout time.Duration `envconfig:"DURABILITY_TIMEOUT" default:"5s" desc:"how long a batch waits for that confirmation before it is retried, uncommitted"`
 }
 
 // TopicsConfig names the Kafka topics.
 type TopicsConfig struct {
-	Unsubscribes string `envconfig:"UNSUBSCRIBES" default:"suppressd.unsubscribes"`
-	Consent      string `envconfig:"CONSENT" default:"suppressd.consent"`
-	Erasure      string `envconfig:"ERASURE" default:"suppressd.erasure"`
-	// Extra topics to consume as well, comma-separated.
-	Extra      []string `envconfig:"EXTRA"`
-	DeadLetter string   `envconfig:"DEAD_LETTER" default:"suppressd.dead-letter"`
+	Unsubscribes string   `envconfig:"UNSUBSCRIBES" default:"suppressd.unsubscribes" desc:"topic consumed: unsubscribes and resubscribes"`
+	Consent      string   `envconfig:"CONSENT" default:"suppressd.consent" desc:"topic consumed: consent withdrawn and granted"`
+	Erasure      string   `envconfig:"ERASURE" default:"suppressd.erasure" desc:"topic consumed: erasure requests"`
+	Extra        []string `envconfig:"EXTRA" desc:"more topics to consume, comma-separated"`
+	DeadLetter   string   `envconfig:"DEAD_LETTER" default:"suppressd.dead-letter" desc:"where invalid events go"`
 }
 
 // All returns every topic consumed.
@@ -189,16 +223,15 @@ func (t TopicsConfig) All() []string {
 
 // ConsumerConfig tunes the consumer role.
 type ConsumerConfig struct {
-	Group         string        `envconfig:"GROUP" default:"suppressd"`
-	BatchSize     int           `envconfig:"BATCH_SIZE" default:"2000"`
-	BatchWait     time.Duration `envconfig:"BATCH_WAIT" default:"20ms"`
-	BackoffMin    time.Duration `envconfig:"BACKOFF_MIN" default:"100ms"`
-	BackoffMax    time.Duration `envconfig:"BACKOFF_MAX" default:"10s"`
-	ShutdownGrace time.Duration `envconfig:"SHUTDOWN_GRACE" default:"15s"`
-	// SessionTimeout is how long the group waits for a silent member (a
-	// crashed consumer) before moving its partitions; the broker bounds it
-	// (group.min.session.timeout.ms, 6s by default).
-	SessionTimeout time.Duration `envconfig:"SESSION_TIMEOUT" default:"30s"`
+	Group      string        `envconfig:"GROUP" default:"suppressd" desc:"consumer group"`
+	BatchSize  int           `envconfig:"BATCH_SIZE" default:"2000" desc:"most messages per batch, 1 to 100000"`
+	BatchWait  time.Duration `envconfig:"BATCH_WAIT" default:"20ms" desc:"how long a batch waits to fill after its first message"`
+	BackoffMin time.Duration `envconfig:"BACKOFF_MIN" default:"100ms" desc:"first retry delay after a store, dead-letter or commit failure (doubling, full jitter)"`
+	BackoffMax time.Duration `envconfig:"BACKOFF_MAX" default:"10s" desc:"longest retry delay"`
+	// The broker bounds SessionTimeout (group.min.session.timeout.ms, 6s
+	// by default).
+	ShutdownGrace  time.Duration `envconfig:"SHUTDOWN_GRACE" default:"15s" desc:"how long shutdown may take to finish the batches in hand"`
+	SessionTimeout time.Duration `envconfig:"SESSION_TIMEOUT" default:"30s" desc:"how long the group waits for a silent member (a crashed consumer) before moving its partitions"`
 }
 
 func contains(xs []string, s string) bool {
@@ -224,100 +257,123 @@ type settings struct {
 }
 
 // load reads the environment, lets roles (the --role flag) override
-// SUPPRESSD_ROLE when not empty, and validates.
+// SUPPRESSD_ROLE when not empty, and validates. A bad configuration is
+// every problem found, joined, one per line (see envconf.Problem).
 func load(roles string) (*settings, error) {
-	c, err := readConfig()
-	if err != nil {
-		return nil, err
-	}
+	c, readErr := readConfig()
 	if roles != "" {
 		c.Roles = strings.Split(roles, ",")
+		c.rolesFlag = true
 	}
-	return c.settle()
+	s, err := c.settle()
+	if err = errors.Join(readErr, err); err != nil {
+		return nil, configError{err}
+	}
+	return s, nil
 }
 
-// readConfig reads the configuration without validating it.
+// configError is a bad configuration: the operator's to fix, so the
+// command exits 2, as for a bad flag.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
+// readConfig reads the configuration without validating it; a bad value
+// leaves its variable at the default, so that the rest can still be
+// validated and every problem reported at once.
 func readConfig() (Config, error) {
 	var c Config
-	if err := envconfig.Process(envPrefix, &c); err != nil {
-		return c, fmt.Errorf("configuration: %w", err)
-	}
-	return c, nil
+	return c, envconf.Read(envPrefix, &c, os.LookupEnv)
 }
 
 var knownRoles = []string{"api", "consumer"}
 
 // settle validates the configuration and parses what needs parsing (keys,
-// keyring, pepper, schemas), once.
+// keyring, pepper, schemas), once. It reports every problem, not the
+// first.
 func (c Config) settle() (*settings, error) {
 	s := &settings{Config: c}
+	var problems []error
+	bad := func(err error) {
+		if err != nil {
+			problems = append(problems, err)
+		}
+	}
+	roleVar := "SUPPRESSD_ROLE"
+	if c.rolesFlag {
+		roleVar = "--role"
+	}
 	if len(c.Roles) == 0 {
-		return nil, fmt.Errorf("SUPPRESSD_ROLE: name at least one role (%s)", strings.Join(knownRoles, ", "))
+		bad(&envconf.Problem{Var: roleVar, What: "no role", Got: strings.Join(c.Roles, ","), Want: strings.Join(knownRoles, " or ") + ", or both, comma-separated"})
 	}
 	for _, r := range c.Roles {
 		if !contains(knownRoles, r) {
-			return nil, fmt.Errorf("SUPPRESSD_ROLE: unknown role %q (want %s)", r, strings.Join(knownRoles, ", "))
+			bad(&envconf.Problem{Var: roleVar, What: fmt.Sprintf("unknown role %q", r), Got: strings.Join(c.Roles, ","), Want: strings.Join(knownRoles, " or ") + ", or both, comma-separated"})
 		}
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
-		return nil, err
+		bad(&envconf.Problem{Var: "SUPPRESSD_LOG_LEVEL", What: "unknown level", Got: c.LogLevel, Want: "debug, info, warn or error"})
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
-		return nil, fmt.Errorf("SUPPRESSD_LOG_FORMAT: %q is not json or text", c.LogFormat)
+		bad(&envconf.Problem{Var: "SUPPRESSD_LOG_FORMAT", What: "unknown format", Got: c.LogFormat, Want: "json or text"})
 	}
 	var err error
-	if s.pepper, err = c.readPepper(); err != nil {
-		return nil, err
-	}
+	s.pepper, err = c.readPepper()
+	bad(err)
 	s.keyer = suppression.NewKeyer(s.pepper)
 	if s.normalizer, err = suppression.NewNormalizer(c.PhoneRegion); err != nil {
-		return nil, fmt.Errorf("SUPPRESSD_PHONE_REGION: %w", err)
+		bad(&envconf.Problem{Var: "SUPPRESSD_PHONE_REGION", What: "not a region", Got: c.PhoneRegion, Want: "an ISO 3166-1 alpha-2 code such as US, or empty"})
 	}
 	if contains(c.Roles, "api") {
-		if s.apiKeys, err = c.API.keys(); err != nil {
-			return nil, err
+		s.apiKeys, err = c.API.keys()
+		bad(err)
+		if err == nil && len(s.apiKeys) == 0 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_API_KEYS", What: "no key, and the api role needs one", Want: "a key from suppressd apikey", Hidden: true})
 		}
-		if len(s.apiKeys) == 0 {
-			return nil, fmt.Errorf("SUPPRESSD_API_KEYS: the api role needs at least one key (suppressd apikey makes one)")
+		if c.API.StoreTimeout <= 0 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_API_STORE_TIMEOUT", What: "not positive", Got: fmtDuration(c.API.StoreTimeout), Want: "more than 0, such as 500ms"})
 		}
-		if c.API.StoreTimeout <= 0 || c.API.MaxBatch < 1 || c.API.MaxKeys < suppression.MaxIdentifiers*4 {
-			return nil, fmt.Errorf("SUPPRESSD_API_STORE_TIMEOUT / SUPPRESSD_API_MAX_BATCH / SUPPRESSD_API_MAX_KEYS: must be positive (MAX_KEYS at least %d, one contact's worth)", suppression.MaxIdentifiers*4)
+		if c.API.MaxBatch < 1 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_API_MAX_BATCH", What: "not positive", Got: strconv.Itoa(c.API.MaxBatch), Want: "at least 1"})
+		}
+		if c.API.MaxKeys < suppression.MaxIdentifiers*4 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_API_MAX_KEYS", What: "too small for one contact", Got: strconv.Itoa(c.API.MaxKeys), Want: fmt.Sprintf("at least %d (16 identifiers of 4 keys)", suppression.MaxIdentifiers*4)})
 		}
 	}
-	if s.keyring, err = c.Link.keyring(); err != nil {
-		return nil, err
-	}
+	s.keyring, err = c.Link.keyring()
+	bad(err)
 	if c.Link.TTL < unsubscribe.MinTTL {
-		return nil, fmt.Errorf("SUPPRESSD_LINK_TTL: %s is under the 720h (30 days) a link must keep working", c.Link.TTL)
+		bad(&envconf.Problem{Var: "SUPPRESSD_LINK_TTL", What: "too short: a link must keep working for 30 days", Got: fmtDuration(c.Link.TTL), Want: "at least 720h"})
 	}
-	if err := c.Kafka.Validate(); err != nil {
-		return nil, err
-	}
-	if err := c.Redis.Validate(); err != nil {
-		return nil, err
-	}
+	bad(c.Kafka.Validate())
+	bad(c.Redis.Validate())
 	s.storeOpts = redisstore.Options{Prefix: c.Store.Prefix, BucketBits: c.Store.BucketBits, GroupBits: c.Store.GroupBits, Keying: s.keyer.Fingerprint()}
-	if err := s.storeOpts.Validate(); err != nil {
-		return nil, fmt.Errorf("SUPPRESSD_STORE_*: %w", err)
-	}
-	if s.storeOpts.Durability, err = redisstore.ParseDurability(c.Store.Durability); err != nil {
-		return nil, fmt.Errorf("SUPPRESSD_STORE_DURABILITY: %w", err)
+	bad(c.Store.validate())
+	if d, err := redisstore.ParseDurability(c.Store.Durability); err != nil {
+		bad(&envconf.Problem{Var: "SUPPRESSD_STORE_DURABILITY", What: "unknown durability", Got: c.Store.Durability, Want: "accepted, replicas:N, fsync or fsync+replicas:N"})
+	} else {
+		s.storeOpts.Durability = d
 	}
 	if c.Store.DurabilityTimeout <= 0 {
-		return nil, fmt.Errorf("SUPPRESSD_STORE_DURABILITY_TIMEOUT: must be positive")
+		bad(&envconf.Problem{Var: "SUPPRESSD_STORE_DURABILITY_TIMEOUT", What: "not positive", Got: fmtDuration(c.Store.DurabilityTimeout), Want: "more than 0, such as 5s"})
 	}
 	s.storeOpts.Durability.Timeout = c.Store.DurabilityTimeout
 	if len(c.Topics.All()) == 0 {
-		return nil, fmt.Errorf("SUPPRESSD_TOPIC_*: no topic to consume")
+		bad(&envconf.Problem{Var: "SUPPRESSD_TOPIC_UNSUBSCRIBES, _CONSENT, _ERASURE and _EXTRA", What: "no topic to consume", Hidden: true, Want: "at least one"})
 	}
 	if c.Topics.DeadLetter == "" || contains(c.Topics.All(), c.Topics.DeadLetter) {
-		return nil, fmt.Errorf("SUPPRESSD_TOPIC_DEAD_LETTER: must be set and differ from the consumed topics")
+		bad(&envconf.Problem{Var: "SUPPRESSD_TOPIC_DEAD_LETTER", What: "empty or a consumed topic", Got: c.Topics.DeadLetter, Want: "a topic of its own"})
 	}
 	if c.Consumer.BatchSize < 1 || c.Consumer.BatchSize > 100000 {
-		return nil, fmt.Errorf("SUPPRESSD_CONSUMER_BATCH_SIZE: %d is not between 1 and 100000", c.Consumer.BatchSize)
+		bad(&envconf.Problem{Var: "SUPPRESSD_CONSUMER_BATCH_SIZE", What: "out of range", Got: strconv.Itoa(c.Consumer.BatchSize), Want: "1 to 100000"})
 	}
-	if c.Consumer.BackoffMin <= 0 || c.Consumer.BackoffMax < c.Consumer.BackoffMin {
-		return nil, fmt.Errorf("SUPPRESSD_CONSUMER_BACKOFF_MIN/MAX: want 0 < min <= max")
+	if c.Consumer.BackoffMin <= 0 {
+		bad(&envconf.Problem{Var: "SUPPRESSD_CONSUMER_BACKOFF_MIN", What: "not positive", Got: fmtDuration(c.Consumer.BackoffMin), Want: "more than 0, such as 100ms"})
+	} else if c.Consumer.BackoffMax < c.Consumer.BackoffMin {
+		bad(&envconf.Problem{Var: "SUPPRESSD_CONSUMER_BACKOFF_MAX", What: "shorter than SUPPRESSD_CONSUMER_BACKOFF_MIN (" + fmtDuration(c.Consumer.BackoffMin) + ")", Got: fmtDuration(c.Consumer.BackoffMax), Want: "at least the minimum"})
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
 	}
 	if s.validator, err = schemas.New(); err != nil {
 		return nil, err
@@ -325,26 +381,61 @@ func (c Config) settle() (*settings, error) {
 	return s, nil
 }
 
+// validate checks the key layout, naming the variable at fault.
+func (c StoreConfig) validate() error {
+	var problems []error
+	if strings.ContainsAny(c.Prefix, ":{} ") {
+		problems = append(problems, &envconf.Problem{Var: "SUPPRESSD_STORE_PREFIX", What: "has ':', '{', '}' or a space", Got: c.Prefix, Want: "a plain word such as sd"})
+	}
+	if c.BucketBits < 1 || c.BucketBits > 24 {
+		problems = append(problems, &envconf.Problem{Var: "SUPPRESSD_STORE_BUCKET_BITS", What: "out of range", Got: strconv.Itoa(c.BucketBits), Want: "1 to 24"})
+	} else if c.GroupBits < 1 || c.GroupBits > c.BucketBits {
+		problems = append(problems, &envconf.Problem{Var: "SUPPRESSD_STORE_GROUP_BITS", What: "out of range", Got: strconv.Itoa(c.GroupBits), Want: fmt.Sprintf("1 to the bucket bits (%d)", c.BucketBits)})
+	}
+	if len(problems) > 0 {
+		return errors.Join(problems...)
+	}
+	// What the store itself refuses, should it refuse more than the above.
+	o := redisstore.Options{Prefix: c.Prefix, BucketBits: c.BucketBits, GroupBits: c.GroupBits}
+	if err := o.Validate(); err != nil {
+		return &envconf.Problem{Var: "SUPPRESSD_STORE_*", What: err.Error(), Hidden: true}
+	}
+	return nil
+}
+
+// fmtDuration writes d as an operator would: 24h, not 24h0m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 func (c Config) readPepper() ([]byte, error) {
+	const want = "at least 16 random bytes"
 	switch {
 	case c.Pepper != "" && c.PepperFile != "":
-		return nil, fmt.Errorf("SUPPRESSD_PEPPER and SUPPRESSD_PEPPER_FILE: set one, not both")
+		return nil, &envconf.Problem{Var: "SUPPRESSD_PEPPER and SUPPRESSD_PEPPER_FILE", What: "both set", Want: "one of them", Hidden: true}
 	case c.Pepper != "":
 		b, err := base64.StdEncoding.DecodeString(c.Pepper)
 		if err != nil {
-			return nil, fmt.Errorf("SUPPRESSD_PEPPER: not base64")
+			return nil, &envconf.Problem{Var: "SUPPRESSD_PEPPER", What: "not base64", Want: want + ", base64-encoded", Hidden: true}
 		}
 		if len(b) < 16 {
-			return nil, fmt.Errorf("SUPPRESSD_PEPPER: %d bytes; use at least 16 random bytes", len(b))
+			return nil, &envconf.Problem{Var: "SUPPRESSD_PEPPER", What: fmt.Sprintf("too short: %d bytes", len(b)), Want: want, Hidden: true}
 		}
 		return b, nil
 	case c.PepperFile != "":
 		b, err := os.ReadFile(c.PepperFile)
 		if err != nil {
-			return nil, fmt.Errorf("SUPPRESSD_PEPPER_FILE: %w", err)
+			return nil, &envconf.Problem{Var: "SUPPRESSD_PEPPER_FILE", What: err.Error(), Want: "a readable file of " + want, Hidden: true}
 		}
 		if len(b) < 16 {
-			return nil, fmt.Errorf("SUPPRESSD_PEPPER_FILE: %d bytes; use at least 16 random bytes", len(b))
+			return nil, &envconf.Problem{Var: "SUPPRESSD_PEPPER_FILE", What: fmt.Sprintf("too short: %d bytes", len(b)), Want: want, Hidden: true}
 		}
 		return b, nil
 	}
@@ -353,10 +444,29 @@ func (c Config) readPepper() ([]byte, error) {
 
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return l, fmt.Errorf("SUPPRESSD_LOG_LEVEL: %q is not debug, info, warn or error", s)
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+// configUsage lists every variable the binary reads, with its type,
+// meaning and default: the end of `suppressd serve -h`.
+func configUsage(w io.Writer) {
+	vars, err := envconf.Vars(envPrefix, &Config{})
+	if err != nil {
+		fmt.Fprintln(w, err)
+		return
 	}
-	return l, nil
+	envconf.Usage(w, vars)
+}
+
+// readsConfig makes the help of a command that reads the configuration
+// say so, and where the variables are listed.
+func readsConfig(fs *flag.FlagSet) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		fmt.Fprintln(fs.Output(), "\nIt reads the service's configuration from the SUPPRESSD_* variables: suppressd serve -h lists them.")
+	}
 }
 
 func (c Config) logger(w io.Writer) *slog.Logger {

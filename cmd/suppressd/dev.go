@@ -34,12 +34,13 @@ const devAPIKey = "sdk_dev_only_not_secret"
 func runDev(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(io.err)
+	readsConfig(fs)
 	apiAddr := fs.String("api-addr", "127.0.0.1:8080", "where the API listens")
 	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "where the embedded broker listens (host must be 127.0.0.1; port 0 picks one)")
 	seed := fs.Bool("seed", false, "publish a few demo events at start")
 	region := fs.String("phone-region", "US", "default phone region")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	host, portStr, err := net.SplitHostPort(*kafkaAddr)
 	port, perr := strconv.Atoi(portStr)
@@ -49,7 +50,7 @@ func runDev(ctx context.Context, args []string, io stdio) error {
 
 	cfg, err := readConfig()
 	if err != nil {
-		return err
+		return configError{err}
 	}
 	topics := []string{cfg.Topics.Unsubscribes, cfg.Topics.Consent, cfg.Topics.Erasure, cfg.Topics.DeadLetter}
 	broker, err := kfake.NewCluster(kfake.Ports(port), kfake.SeedTopics(3, topics...), kfake.AllowAutoTopicCreation())
@@ -83,7 +84,7 @@ func runDev(ctx context.Context, args []string, io stdio) error {
 	}
 	s, err := cfg.settle()
 	if err != nil {
-		return err
+		return configError{err}
 	}
 	log := s.logger(io.err)
 	return serve(ctx, s, log, func(addr string) {

@@ -49,6 +49,7 @@ func (s *scopeList) Set(v string) error {
 func runImport(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(io.err)
+	readsConfig(fs)
 	formatName := fs.String("format", "", "ses, sendgrid, postmark, mailgun or csv")
 	kind := fs.String("kind", "", "the provider's list: sendgrid bounces|blocks|spam_reports|unsubscribes|group_unsubscribes|invalid_emails; mailgun bounces|complaints|unsubscribes (default: from the file name, else the columns)")
 	file := fs.String("file", "", "the export to read, plain or gzip (- for stdin)")
@@ -59,11 +60,8 @@ func runImport(ctx context.Context, args []string, io stdio) error {
 	dryRun := fs.Bool("dry-run", false, "read and check the file, write the report, publish nothing")
 	showProgress := fs.Bool("progress", isTerminal(io.err), "show progress (default: when stderr is a terminal)")
 	workers := fs.Int("concurrency", 16, "events in flight at once")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	format, err := importer.ParseFormat(*formatName)
 	if err != nil {
@@ -214,12 +212,21 @@ type exportLine struct {
 	Registers  []exportRegister `json:"registers"`
 }
 
+// exportRegister is one register of a stored state, in export's and
+// subjects --json's output, with the fields of the API's subject lookup.
 type exportRegister struct {
 	Action string `json:"action"`
 	Reason string `json:"reason,omitempty"`
 	Origin string `json:"origin"`
 	Source string `json:"source"`
 	At     string `json:"at"`
+}
+
+func newExportRegister(r suppression.Register) exportRegister {
+	return exportRegister{
+		Action: r.Action.String(), Reason: string(r.Reason), Origin: string(r.Origin), Source: r.Source,
+		At: r.Stamp.Time().Format("2006-01-02T15:04:05.000Z07:00"),
+	}
 }
 
 // runExport streams the suppression list of the active generation as
@@ -230,19 +237,18 @@ type exportRegister struct {
 func runExport(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(io.err)
+	readsConfig(fs)
 	namespace := fs.String("namespace", suppression.DefaultNamespace, "namespace to export; * for every namespace")
 	out := fs.String("out", "-", "output file (- for stdout)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	asJSON := fs.Bool("json", false, `end the output with a summary line, {"summary": {...}}, instead of a sentence on stderr: output without it is incomplete`)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	ns := *namespace
 	if ns == "*" {
 		ns = ""
 	} else if err := suppression.CheckName(ns); err != nil {
 		return usageError{fmt.Errorf("--namespace: %w", err)}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
 	}
 	s, err := load("")
 	if err != nil {
@@ -269,10 +275,7 @@ func runExport(ctx context.Context, args []string, io stdio) error {
 			st := k.Record[scope]
 			l := exportLine{Key: k.Key(), Namespace: k.Namespace, Scope: string(scope), Suppressed: st.Suppressed(), Registers: make([]exportRegister, len(st))}
 			for i, r := range st {
-				l.Registers[i] = exportRegister{
-					Action: r.Action.String(), Reason: string(r.Reason), Origin: string(r.Origin), Source: r.Source,
-					At: r.Stamp.Time().Format("2006-01-02T15:04:05.000Z07:00"),
-				}
+				l.Registers[i] = newExportRegister(r)
 			}
 			if err := enc.Encode(l); err != nil {
 				return err
@@ -281,12 +284,35 @@ func runExport(ctx context.Context, args []string, io stdio) error {
 		}
 		return nil
 	})
+	if err == nil && *asJSON {
+		err = enc.Encode(exportEnd{Summary: exportSummary{Namespace: *namespace, Generation: gen, Keys: keys, Lines: lines}})
+	}
 	if cerr := closeOut(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("export: %w (the output is incomplete)", err)
+		return fmt.Errorf("%w (the output is incomplete)", err)
 	}
-	fmt.Fprintf(io.err, "exported %d keys, %d lines, of namespace %s from generation %s\n", keys, lines, *namespace, gen)
+	if !*asJSON {
+		fmt.Fprintf(io.err, "exported %d keys, %d lines, of namespace %s from generation %s\n", keys, lines, *namespace, gen)
+	}
 	return nil
+}
+
+// exportEnd is the last line of `suppressd export --json`: a consumer
+// tells it from a record by its one key, and knows an output without it
+// to be incomplete.
+type exportEnd struct {
+	Summary exportSummary `json:"summary"`
+}
+
+type exportSummary struct {
+	// Namespace is the namespace exported, * for all.
+	Namespace string `json:"namespace"`
+	// Generation is the store generation read.
+	Generation string `json:"generation"`
+	// Keys and Lines count the storage keys and the lines (one per key
+	// and scope) written before this one.
+	Keys  int `json:"keys"`
+	Lines int `json:"lines"`
 }

@@ -363,6 +363,17 @@ func TestExportCommand(t *testing.T) {
 	stderr.Reset()
 	require.NoError(t, runCommand(ctx, &stdout, &stderr, "export", "--namespace", "nobody", "--out", filepath.Join(t.TempDir(), "empty")))
 	require.Contains(t, stderr.String(), "exported 0 keys")
+
+	// --json: the same records, then a summary line to know the output
+	// complete by; nothing on stderr to parse.
+	stdout.Reset()
+	stderr.Reset()
+	require.NoError(t, runCommand(ctx, &stdout, &stderr, "export", "--json"))
+	require.Empty(t, stderr.String())
+	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+	require.Len(t, lines, len(wantKeys)+1)
+	require.ElementsMatch(t, strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n"), lines[:len(wantKeys)])
+	require.JSONEq(t, fmt.Sprintf(`{"summary":{"namespace":"default","generation":"g1","keys":%d,"lines":%d}}`, len(wantKeys), len(wantKeys)), lines[len(wantKeys)])
 }
 
 // TestImportCLIAndAPIAgree: the same SES export imported with `suppressd

@@ -28,8 +28,12 @@ type stdio struct {
 	out, err io.Writer
 }
 
-// command is one subcommand. It returns an error for main to print; flag
-// errors are usageError so main can exit 2.
+// command is one subcommand. It returns an error for main to print, after
+// "suppressd <command>: ". Exit codes: 0 done; 1 failed (a service did not
+// answer, a file could not be read...); 2 the invocation is wrong and
+// retrying will not help: flags or arguments (usageError), the
+// configuration (configError), or a request the API refused; 3 and above
+// a command's own answers (exitCode: check's "suppressed").
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string, io stdio) error
@@ -44,7 +48,7 @@ func commands() map[string]command {
 		"link":     {"mint the List-Unsubscribe headers for a recipient (RFC 8058 one-click)", runLink},
 		"publish":  {"publish CloudEvents through the API (files, or one per line of stdin)", runPublish},
 		"subjects": {"what is held about a person, and the events on Kafka that shaped it (the access right)", runSubjects},
-		"check":    {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed)", runCheck},
+		"check":    {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed, 1 no answer, 2 refused)", runCheck},
 		"filter":   {"stream a hashed audience list through the API, keep what may be targeted", runFilter},
 		"rebuild":  {"replay the topics into a fresh store generation and switch to it", runRebuild},
 		"import":   {"publish a mail provider's suppression export (SES, SendGrid, Postmark, Mailgun, CSV) as suppress events", runImport},
@@ -52,6 +56,8 @@ func commands() map[string]command {
 	}
 }
 
+// usageError is an invocation to fix: a bad flag or argument, or a
+// request the API refused (bad input, a bad key). It exits 2.
 type usageError struct{ error }
 
 // Unwrap lets errors.Is see flag.ErrHelp through a usageError.
@@ -84,20 +90,37 @@ func run(ctx context.Context, args []string, io stdio) int {
 		return 2
 	}
 	err := cmd.run(ctx, args[1:], io)
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
-	case errors.As(err, new(exitCode)):
-		var code exitCode
-		errors.As(err, &code)
-		return int(code)
-	case errors.As(err, new(usageError)):
-		fmt.Fprintf(stderr, "suppressd %s: %v\n", args[0], err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "suppressd %s: %v\n", args[0], err)
-		return 1
 	}
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code)
+	}
+	// Main names the command, once; what a command returns does not name
+	// it again. One line per problem (a bad configuration has one per
+	// variable), each prefixed, so that every line of a log stands alone.
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(stderr, "suppressd %s: %s\n", args[0], line)
+	}
+	if errors.As(err, new(usageError)) || errors.As(err, new(configError)) {
+		return 2
+	}
+	return 1
+}
+
+// parseFlags parses a command's flags and refuses any argument left after
+// them: a value whose flag was forgotten (`check alice@example.org`), or
+// a flag after one (`export --out x.ndjson --namespace`), would otherwise
+// be ignored and the command run without what the user meant.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	return nil
 }
 
 func usage(w io.Writer, cmds map[string]command) {
@@ -115,8 +138,8 @@ func usage(w io.Writer, cmds map[string]command) {
 func runVersion(_ context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.SetOutput(io.err)
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	fmt.Fprintln(io.out, versionString())
 	return nil

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/suppressd/suppressd/consumer"
@@ -21,15 +20,13 @@ import (
 func runRebuild(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
 	fs.SetOutput(io.err)
+	readsConfig(fs)
 	gen := fs.String("generation", "", "generation to build (default: the active one's successor, g1 -> g2)")
 	dropOld := fs.Bool("drop-old", false, "delete the previous generation's keys once the new one is active")
 	grace := fs.Duration("grace", redisstore.Options{}.SwitchGrace(), "wait after announcing the rebuild, so every writer dual-writes")
 	every := fs.Duration("progress", 5*time.Second, "how often to report progress")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	s, err := load("")
 	if err != nil {

@@ -33,8 +33,14 @@ func runServe(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.err)
 	roles := fs.String("role", "", "roles to run, comma-separated: "+strings.Join(knownRoles, ", ")+" (default: $SUPPRESSD_ROLE)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage of serve:")
+		fs.PrintDefaults()
+		fmt.Fprintln(fs.Output(), "\nEnvironment: every variable, its type, meaning and default. All are checked\nbefore anything starts, and every bad one is reported.")
+		configUsage(fs.Output())
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	s, err := load(*roles)
 	if err != nil {

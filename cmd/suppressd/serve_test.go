@@ -222,23 +222,32 @@ func TestServeRefusesMissingTopics(t *testing.T) {
 	require.Contains(t, errb.String(), "do not exist: create them")
 }
 
+// TestServeRejectsBadConfig: each bad variable alone stops serve before
+// anything starts, with exit 2 and a line naming the variable.
 func TestServeRejectsBadConfig(t *testing.T) {
 	for _, tc := range []struct{ env, want string }{
-		{"SUPPRESSD_ROLE=janitor", `SUPPRESSD_ROLE: unknown role "janitor"`},
-		{"SUPPRESSD_PEPPER=short", "SUPPRESSD_PEPPER: not base64"},
-		{"SUPPRESSD_PHONE_REGION=XX", "SUPPRESSD_PHONE_REGION"},
-		{"SUPPRESSD_KAFKA_SASL_MECHANISM=kerberos", `SUPPRESSD_KAFKA_SASL_MECHANISM: "kerberos" is not one of`},
-		{"SUPPRESSD_STORE_BUCKET_BITS=40", "SUPPRESSD_STORE_*: bucket bits 40"},
-		{"SUPPRESSD_CONSUMER_BATCH_SIZE=abc", "SUPPRESSD_CONSUMER_BATCH_SIZE"},
-		{"SUPPRESSD_LOG_LEVEL=loud", `SUPPRESSD_LOG_LEVEL: "loud"`},
+		{"SUPPRESSD_ROLE=janitor", `SUPPRESSD_ROLE: unknown role "janitor" (got "janitor", want api or consumer, or both, comma-separated)`},
+		{"SUPPRESSD_PEPPER=short", "SUPPRESSD_PEPPER: not base64 (want at least 16 random bytes, base64-encoded)"},
+		{"SUPPRESSD_PEPPER=c2hvcnQ=", "SUPPRESSD_PEPPER: too short: 5 bytes (want at least 16 random bytes)"},
+		{"SUPPRESSD_PHONE_REGION=XX", `SUPPRESSD_PHONE_REGION: not a region (got "XX", want an ISO 3166-1 alpha-2 code such as US, or empty)`},
+		{"SUPPRESSD_KAFKA_SASL_MECHANISM=kerberos", `SUPPRESSD_KAFKA_SASL_MECHANISM: unknown mechanism (got "kerberos", want plain, scram-sha-256 or scram-sha-512)`},
+		{"SUPPRESSD_STORE_BUCKET_BITS=40", `SUPPRESSD_STORE_BUCKET_BITS: out of range (got "40", want 1 to 24)`},
+		{"SUPPRESSD_STORE_GROUP_BITS=20", `SUPPRESSD_STORE_GROUP_BITS: out of range (got "20", want 1 to the bucket bits (16))`},
+		{"SUPPRESSD_STORE_PREFIX=sd:x", `SUPPRESSD_STORE_PREFIX: has ':', '{', '}' or a space (got "sd:x", want a plain word such as sd)`},
+		{"SUPPRESSD_CONSUMER_BATCH_SIZE=abc", `SUPPRESSD_CONSUMER_BATCH_SIZE: not a number (got "abc", want a whole number)`},
+		{"SUPPRESSD_CONSUMER_BACKOFF_MAX=1ms", `SUPPRESSD_CONSUMER_BACKOFF_MAX: shorter than SUPPRESSD_CONSUMER_BACKOFF_MIN (100ms) (got "1ms", want at least the minimum)`},
+		{"SUPPRESSD_LOG_LEVEL=loud", `SUPPRESSD_LOG_LEVEL: unknown level (got "loud", want debug, info, warn or error)`},
+		{"SUPPRESSD_LINK_TTL=24h", `SUPPRESSD_LINK_TTL: too short: a link must keep working for 30 days (got "24h", want at least 720h)`},
+		{"SUPPRESSD_TOPIC_DEAD_LETTER=suppressd.consent", `SUPPRESSD_TOPIC_DEAD_LETTER: empty or a consumed topic (got "suppressd.consent", want a topic of its own)`},
+		{"SUPPRESSD_REDIS_ADDRS=", `SUPPRESSD_REDIS_ADDRS: no address (got "", want host:port, comma-separated)`},
 	} {
 		t.Run(tc.env, func(t *testing.T) {
 			k, v, _ := strings.Cut(tc.env, "=")
 			t.Setenv(k, v)
 			var out, errb bytes.Buffer
 			code := run(context.Background(), []string{"serve"}, stdio{out: &out, err: &errb})
-			require.Equal(t, 1, code)
-			require.Contains(t, errb.String(), tc.want)
+			require.Equal(t, 2, code)
+			require.Equal(t, "suppressd serve: "+tc.want+"\n", errb.String())
 		})
 	}
 }

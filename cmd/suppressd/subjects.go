@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,13 +25,15 @@ import (
 func runSubjects(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("subjects", flag.ContinueOnError)
 	fs.SetOutput(io.err)
+	readsConfig(fs)
 	var emails, phones, userIDs multiFlag
 	fs.Var(&emails, "email", "an email address (repeatable)")
 	fs.Var(&phones, "phone", "a phone number (repeatable)")
 	fs.Var(&userIDs, "user-id", "a customer id (repeatable)")
 	namespace := fs.String("namespace", suppression.DefaultNamespace, "namespace")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	asJSON := fs.Bool("json", false, `print one JSON object: {"namespace", "keys", "events", "state"}`)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	var ids []suppression.Identifier
 	for _, g := range []struct {
@@ -43,9 +46,6 @@ func runSubjects(ctx context.Context, args []string, io stdio) error {
 	}
 	if len(ids) == 0 {
 		return usageError{errors.New("name the person: --email, --phone or --user-id")}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
 	}
 	s, err := load("")
 	if err != nil {
@@ -64,11 +64,7 @@ func runSubjects(ctx context.Context, args []string, io stdio) error {
 	if err != nil {
 		return err
 	}
-	type found struct {
-		at   time.Time
-		line string
-	}
-	var history []found
+	var history []subjectEvent
 	for _, pr := range ends {
 		err := s.Kafka.ReadRange(ctx, pr, func(msg kafka.Message) error {
 			dec, err := s.validator.Decode(msg.Value, consumer.Reference(msg.Time, time.Now()), s.normalizer)
@@ -85,16 +81,11 @@ func runSubjects(ctx context.Context, args []string, io stdio) error {
 				return nil
 			}
 			e := dec.Event
-			line := fmt.Sprintf("%s  %-18s scopes=%s", e.OccurredAt.UTC().Format(time.RFC3339), e.Type, joinScopes(e.Scopes))
-			if e.Reason != "" {
-				line += " reason=" + string(e.Reason)
-			}
-			line += fmt.Sprintf(" origin=%s source=%s id=%s keys=%s (%s[%d]@%d)", e.Origin, e.Source, e.ID,
-				strings.Join(matched, ","), msg.Topic, msg.Partition, msg.Offset)
-			if e.Justification != "" {
-				line += fmt.Sprintf(" justification=%q", e.Justification)
-			}
-			history = append(history, found{at: e.OccurredAt, line: line})
+			history = append(history, subjectEvent{
+				At: e.OccurredAt.UTC().Format(time.RFC3339Nano), Type: string(e.Type), Scopes: scopeStrings(e.Scopes),
+				Reason: string(e.Reason), Origin: string(e.Origin), Source: e.Source, ID: e.ID, Justification: e.Justification,
+				Keys: matched, Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, at: e.OccurredAt,
+			})
 			return nil
 		})
 		if err != nil {
@@ -102,13 +93,49 @@ func runSubjects(ctx context.Context, args []string, io stdio) error {
 		}
 	}
 	sort.SliceStable(history, func(i, j int) bool { return history[i].at.Before(history[j].at) })
-	fmt.Fprintf(io.out, "events naming %d match keys in namespace %s: %d\n", len(keys), *namespace, len(history))
-	for _, h := range history {
-		fmt.Fprintln(io.out, "  "+h.line)
-	}
 	recs, err := d.store.Get(ctx, *namespace, s.keyer.StorageKeys(nil, keys))
 	if err != nil {
 		return err
+	}
+	doc := subjectsJSON{Namespace: *namespace, Keys: make([]string, len(keys)), Events: history, State: []subjectKey{}}
+	for i, k := range keys {
+		doc.Keys[i] = k.String()
+	}
+	if doc.Events == nil {
+		doc.Events = []subjectEvent{}
+	}
+	for i, rec := range recs {
+		sk := subjectKey{Key: keys[i].String(), Scopes: []subjectScope{}}
+		for _, scope := range rec.Scopes() {
+			st := rec[scope]
+			ss := subjectScope{Scope: string(scope), Suppressed: st.Suppressed(), Registers: make([]exportRegister, len(st))}
+			for j, r := range st {
+				ss.Registers[j] = newExportRegister(r)
+			}
+			sk.Scopes = append(sk.Scopes, ss)
+		}
+		if len(sk.Scopes) > 0 {
+			doc.State = append(doc.State, sk)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(io.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+
+	fmt.Fprintf(io.out, "events naming %d match keys in namespace %s: %d\n", len(keys), *namespace, len(history))
+	for _, e := range history {
+		line := fmt.Sprintf("%s  %-18s scopes=%s", e.at.UTC().Format(time.RFC3339), e.Type, strings.Join(e.Scopes, ","))
+		if e.Reason != "" {
+			line += " reason=" + e.Reason
+		}
+		line += fmt.Sprintf(" origin=%s source=%s id=%s keys=%s (%s[%d]@%d)", e.Origin, e.Source, e.ID,
+			strings.Join(e.Keys, ","), e.Topic, e.Partition, e.Offset)
+		if e.Justification != "" {
+			line += fmt.Sprintf(" justification=%q", e.Justification)
+		}
+		fmt.Fprintln(io.out, "  "+line)
 	}
 	fmt.Fprintln(io.out, "state held now:")
 	for i, rec := range recs {
@@ -128,10 +155,54 @@ func runSubjects(ctx context.Context, args []string, io stdio) error {
 	return nil
 }
 
-func joinScopes(ss []suppression.Scope) string {
-	parts := make([]string, len(ss))
+// subjectsJSON is `suppressd subjects --json`: the person's match keys,
+// the events naming them, oldest first, and the state held now. Like the
+// text, it holds no identifier: keys are match-key prefixes
+// ("email:1a2b3c4d"), as in the API's subject lookup.
+type subjectsJSON struct {
+	Namespace string         `json:"namespace"`
+	Keys      []string       `json:"keys"`
+	Events    []subjectEvent `json:"events"`
+	// State lists the keys that hold anything, with the scopes they
+	// hold, in the shape of the API's subject lookup.
+	State []subjectKey `json:"state"`
+}
+
+type subjectEvent struct {
+	// At is when the person acted (the event's time).
+	At            string   `json:"at"`
+	Type          string   `json:"type"`
+	Scopes        []string `json:"scopes"`
+	Reason        string   `json:"reason,omitempty"`
+	Origin        string   `json:"origin"`
+	Source        string   `json:"source"`
+	ID            string   `json:"id"`
+	Justification string   `json:"justification,omitempty"`
+	// Keys are the person's match keys the event names.
+	Keys []string `json:"keys"`
+	// Topic, Partition and Offset say where the event is on Kafka.
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Offset    int64  `json:"offset"`
+
+	at time.Time
+}
+
+type subjectKey struct {
+	Key    string         `json:"key"`
+	Scopes []subjectScope `json:"scopes"`
+}
+
+type subjectScope struct {
+	Scope      string           `json:"scope"`
+	Suppressed bool             `json:"suppressed"`
+	Registers  []exportRegister `json:"registers"`
+}
+
+func scopeStrings(ss []suppression.Scope) []string {
+	out := make([]string, len(ss))
 	for i, s := range ss {
-		parts[i] = string(s)
+		out[i] = string(s)
 	}
-	return strings.Join(parts, ",")
+	return out
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +73,41 @@ func TestSubjectsHistory(t *testing.T) {
 	require.NotContains(t, o, "history.person", "no raw identifier in the output")
 	require.NotContains(t, o, "6502530000")
 	require.Contains(t, o, "state held now:")
+
+	// --json: the same, as one object a script can read.
+	out.Reset()
+	code = run(ctx, []string{"subjects", "--json", "--email", "History.Person+promo@gmail.com", "--phone", "+16502530000"}, stdio{out: &out, err: &errb})
+	require.Equal(t, 0, code, errb.String())
+	var doc struct {
+		Namespace string   `json:"namespace"`
+		Keys      []string `json:"keys"`
+		Events    []struct {
+			At, Type, Origin, Source, ID, Reason, Topic string
+			Scopes, Keys                                []string
+			Partition                                   int
+			Offset                                      int64
+		} `json:"events"`
+		State []struct {
+			Key    string `json:"key"`
+			Scopes []struct {
+				Scope      string            `json:"scope"`
+				Suppressed bool              `json:"suppressed"`
+				Registers  []json.RawMessage `json:"registers"`
+			} `json:"scopes"`
+		} `json:"state"`
+	}
+	require.NoError(t, json.Unmarshal(out.Bytes(), &doc), out.String())
+	require.Equal(t, "default", doc.Namespace)
+	require.NotEmpty(t, doc.Keys)
+	require.Len(t, doc.Events, 3)
+	for i, id := range []string{"h-1", "h-2", "h-3"} {
+		require.Equal(t, id, doc.Events[i].ID, "in time order")
+		require.Equal(t, topic, doc.Events[i].Topic)
+		require.NotEmpty(t, doc.Events[i].Keys)
+	}
+	require.Equal(t, "hard_bounce", doc.Events[2].Type)
+	require.Equal(t, []string{"email"}, doc.Events[0].Scopes)
+	require.NotNil(t, doc.State)
+	require.NotContains(t, out.String(), "history.person", "no raw identifier in the output")
+	require.NotContains(t, out.String(), "6502530000")
 }

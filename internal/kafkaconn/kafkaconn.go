@@ -4,7 +4,7 @@ package kafkaconn
 
 import (
 	"crypto/tls"
-	"fmt"
+	"errors"
 	"strings"
 	"time"
 
@@ -12,42 +12,43 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/suppressd/suppressd/internal/envconf"
 	"github.com/suppressd/suppressd/internal/tlsconf"
 )
 
-// Config is how to reach Kafka. Field tags are envconfig's; the binary
-// prefixes them with SUPPRESSD_KAFKA_.
+// Config is how to reach Kafka. Field tags are internal/envconf's; the
+// binary prefixes them with SUPPRESSD_KAFKA_.
 type Config struct {
-	// Brokers are the bootstrap addresses.
-	Brokers []string `envconfig:"BROKERS" default:"127.0.0.1:9092"`
-	// SASLMechanism is "" (none), "plain", "scram-sha-256" or "scram-sha-512".
-	SASLMechanism string `envconfig:"SASL_MECHANISM"`
-	SASLUsername  string `envconfig:"SASL_USERNAME"`
-	SASLPassword  string `envconfig:"SASL_PASSWORD"`
-	// TLS turns on TLS to the brokers; the CA, certificate and key files are
-	// optional (system roots, no client certificate).
-	TLS                   bool   `envconfig:"TLS"`
-	TLSCAFile             string `envconfig:"TLS_CA_FILE"`
-	TLSCertFile           string `envconfig:"TLS_CERT_FILE"`
-	TLSKeyFile            string `envconfig:"TLS_KEY_FILE"`
-	TLSServerName         string `envconfig:"TLS_SERVER_NAME"`
-	TLSInsecureSkipVerify bool   `envconfig:"TLS_INSECURE_SKIP_VERIFY"`
-	// DialTimeout bounds each connection attempt.
-	DialTimeout time.Duration `envconfig:"DIAL_TIMEOUT" default:"10s"`
+	Brokers       []string `envconfig:"BROKERS" default:"127.0.0.1:9092" desc:"bootstrap brokers, comma-separated"`
+	SASLMechanism string   `envconfig:"SASL_MECHANISM" desc:"plain, scram-sha-256 or scram-sha-512; empty: no SASL"`
+	SASLUsername  string   `envconfig:"SASL_USERNAME" desc:"SASL user name"`
+	SASLPassword  string   `envconfig:"SASL_PASSWORD" secret:"true" desc:"SASL password"`
+	// The CA, certificate and key files are optional: the system roots,
+	// no client certificate.
+	TLS                   bool          `envconfig:"TLS" default:"false" desc:"TLS to the brokers"`
+	TLSCAFile             string        `envconfig:"TLS_CA_FILE" desc:"PEM file of the CAs to trust instead of the system's"`
+	TLSCertFile           string        `envconfig:"TLS_CERT_FILE" desc:"client certificate (PEM), with _TLS_KEY_FILE"`
+	TLSKeyFile            string        `envconfig:"TLS_KEY_FILE" desc:"client certificate's key (PEM)"`
+	TLSServerName         string        `envconfig:"TLS_SERVER_NAME" desc:"name to verify the brokers' certificates against, when not their address"`
+	TLSInsecureSkipVerify bool          `envconfig:"TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"do not verify the brokers' certificates (tests only)"`
+	DialTimeout           time.Duration `envconfig:"DIAL_TIMEOUT" default:"10s" desc:"per connection attempt"`
 }
 
-// Validate checks the configuration without touching the network.
+// Validate checks the configuration without touching the network. It
+// reports every problem found, joined.
 func (c Config) Validate() error {
+	var problems []error
 	if len(c.Brokers) == 0 {
-		return fmt.Errorf("SUPPRESSD_KAFKA_BROKERS: at least one broker is required")
+		problems = append(problems, &envconf.Problem{Var: "SUPPRESSD_KAFKA_BROKERS", What: "no broker", Got: "", Want: "host:port, comma-separated"})
 	}
 	if _, err := c.mechanism(); err != nil {
-		return err
+		problems = append(problems, err)
 	}
 	if _, err := c.tlsConfig(); err != nil {
-		return err
+		problems = append(problems, err)
 	}
-	return nil
+	return errors.Join(problems...)
 }
 
 func (c Config) mechanism() (sasl.Mechanism, error) {
@@ -56,10 +57,10 @@ func (c Config) mechanism() (sasl.Mechanism, error) {
 		return nil, nil
 	}
 	if m != "plain" && m != "scram-sha-256" && m != "scram-sha-512" {
-		return nil, fmt.Errorf("SUPPRESSD_KAFKA_SASL_MECHANISM: %q is not one of plain, scram-sha-256, scram-sha-512", c.SASLMechanism)
+		return nil, &envconf.Problem{Var: "SUPPRESSD_KAFKA_SASL_MECHANISM", What: "unknown mechanism", Got: c.SASLMechanism, Want: "plain, scram-sha-256 or scram-sha-512"}
 	}
 	if c.SASLUsername == "" {
-		return nil, fmt.Errorf("SUPPRESSD_KAFKA_SASL_USERNAME: required with SASL mechanism %s", m)
+		return nil, &envconf.Problem{Var: "SUPPRESSD_KAFKA_SASL_USERNAME", What: "empty, and SASL " + m + " needs one", Hidden: true, Want: "the user name"}
 	}
 	switch m {
 	case "plain":
@@ -71,7 +72,7 @@ func (c Config) mechanism() (sasl.Mechanism, error) {
 		}
 		mech, err := scram.Mechanism(algo, c.SASLUsername, c.SASLPassword)
 		if err != nil {
-			return nil, fmt.Errorf("SUPPRESSD_KAFKA_SASL_MECHANISM: %w", err)
+			return nil, &envconf.Problem{Var: "SUPPRESSD_KAFKA_SASL_MECHANISM", What: err.Error(), Hidden: true}
 		}
 		return mech, nil
 	}

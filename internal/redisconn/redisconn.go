@@ -7,54 +7,56 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/suppressd/suppressd/internal/envconf"
 	"github.com/suppressd/suppressd/internal/tlsconf"
 )
 
-// Config is how to reach Redis. Field tags are envconfig's; the binary
+// Config is how to reach Redis. Field tags are internal/envconf's; the binary
 // prefixes them with SUPPRESSD_REDIS_.
 type Config struct {
-	// Addrs: one address for a single node; several seed addresses for a
-	// cluster (with Cluster set) or the Sentinels (with MasterName set).
-	Addrs []string `envconfig:"ADDRS" default:"127.0.0.1:6379"`
-	// Cluster makes the client a Redis Cluster client even with one seed.
-	Cluster bool `envconfig:"CLUSTER"`
-	// MasterName selects Sentinel mode: the name of the monitored master.
-	MasterName string `envconfig:"MASTER_NAME"`
-	// Username and Password authenticate (ACL user, or password alone).
-	Username string `envconfig:"USERNAME"`
-	Password string `envconfig:"PASSWORD"`
-	// SentinelPassword authenticates to the Sentinels themselves.
-	SentinelPassword string `envconfig:"SENTINEL_PASSWORD"`
-	DB               int    `envconfig:"DB" default:"0"`
-	// TLS turns on TLS; the CA file is optional (system roots).
-	TLS                   bool   `envconfig:"TLS"`
-	TLSCAFile             string `envconfig:"TLS_CA_FILE"`
-	TLSServerName         string `envconfig:"TLS_SERVER_NAME"`
-	TLSInsecureSkipVerify bool   `envconfig:"TLS_INSECURE_SKIP_VERIFY"`
+	// With several addresses, Cluster or MasterName says what they are.
+	Addrs            []string `envconfig:"ADDRS" default:"127.0.0.1:6379" desc:"one address, or cluster seeds, or the Sentinels, comma-separated"`
+	Cluster          bool     `envconfig:"CLUSTER" default:"false" desc:"Redis Cluster client, even with one seed"`
+	MasterName       string   `envconfig:"MASTER_NAME" desc:"Sentinel mode: the monitored master's name"`
+	Username         string   `envconfig:"USERNAME" desc:"ACL user"`
+	Password         string   `envconfig:"PASSWORD" secret:"true" desc:"the ACL user's password, or the password alone"`
+	SentinelPassword string   `envconfig:"SENTINEL_PASSWORD" secret:"true" desc:"password of the Sentinels themselves"`
+	DB               int      `envconfig:"DB" default:"0" desc:"database (not with Cluster)"`
+	// The CA file is optional: the system roots.
+	TLS                   bool   `envconfig:"TLS" default:"false" desc:"TLS to Redis"`
+	TLSCAFile             string `envconfig:"TLS_CA_FILE" desc:"PEM file of the CAs to trust instead of the system's"`
+	TLSServerName         string `envconfig:"TLS_SERVER_NAME" desc:"name to verify Redis's certificate against, when not its address"`
+	TLSInsecureSkipVerify bool   `envconfig:"TLS_INSECURE_SKIP_VERIFY" default:"false" desc:"do not verify Redis's certificate (tests only)"`
 	// Timeouts of a single command; the API's check deadline is separate.
-	DialTimeout  time.Duration `envconfig:"DIAL_TIMEOUT" default:"2s"`
-	ReadTimeout  time.Duration `envconfig:"READ_TIMEOUT" default:"1s"`
-	WriteTimeout time.Duration `envconfig:"WRITE_TIMEOUT" default:"1s"`
-	PoolSize     int           `envconfig:"POOL_SIZE" default:"0"` // 0: go-redis's default, 10 per CPU
+	DialTimeout  time.Duration `envconfig:"DIAL_TIMEOUT" default:"2s" desc:"per connection attempt"`
+	ReadTimeout  time.Duration `envconfig:"READ_TIMEOUT" default:"1s" desc:"per command read"`
+	WriteTimeout time.Duration `envconfig:"WRITE_TIMEOUT" default:"1s" desc:"per command write"`
+	PoolSize     int           `envconfig:"POOL_SIZE" default:"0" desc:"connections per node; 0 is go-redis's 10 per CPU"`
 }
 
-// Validate checks the configuration without touching the network.
+// Validate checks the configuration without touching the network. It
+// reports every problem found, joined.
 func (c Config) Validate() error {
+	var problems []error
 	if len(c.Addrs) == 0 {
-		return fmt.Errorf("SUPPRESSD_REDIS_ADDRS: at least one address is required")
+		problems = append(problems, &envconf.Problem{Var: "SUPPRESSD_REDIS_ADDRS", What: "no address", Got: "", Want: "host:port, comma-separated"})
 	}
 	if c.Cluster && c.MasterName != "" {
-		return fmt.Errorf("SUPPRESSD_REDIS_CLUSTER and SUPPRESSD_REDIS_MASTER_NAME: choose Cluster or Sentinel, not both")
+		problems = append(problems, &envconf.Problem{Var: "SUPPRESSD_REDIS_CLUSTER and SUPPRESSD_REDIS_MASTER_NAME", What: "both set", Hidden: true, Want: "Cluster or Sentinel, not both"})
 	}
 	if c.Cluster && c.DB != 0 {
-		return fmt.Errorf("SUPPRESSD_REDIS_DB: Redis Cluster has only database 0")
+		problems = append(problems, &envconf.Problem{Var: "SUPPRESSD_REDIS_DB", What: "Redis Cluster has only database 0", Got: strconv.Itoa(c.DB), Want: "0"})
 	}
-	_, err := c.tlsConfig()
-	return err
+	if _, err := c.tlsConfig(); err != nil {
+		problems = append(problems, err)
+	}
+	return errors.Join(problems...)
 }
 
 func (c Config) tlsConfig() (*tls.Config, error) {

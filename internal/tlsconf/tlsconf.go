@@ -5,8 +5,9 @@ package tlsconf
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"os"
+
+	"github.com/suppressd/suppressd/internal/envconf"
 )
 
 // Files names what a TLS client configuration is made of; every field is
@@ -26,18 +27,18 @@ func (f Files) Config() (*tls.Config, error) {
 	if f.CAFile != "" {
 		pem, err := os.ReadFile(f.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("%s_CA_FILE: %w", f.Var, err)
+			return nil, &envconf.Problem{Var: f.Var + "_CA_FILE", What: err.Error(), Want: "a readable PEM file", Hidden: true}
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s_CA_FILE: no PEM certificate in %s", f.Var, f.CAFile)
+			return nil, &envconf.Problem{Var: f.Var + "_CA_FILE", What: "no PEM certificate in it", Got: f.CAFile, Want: "a PEM file of CA certificates"}
 		}
 		cfg.RootCAs = pool
 	}
 	if f.CertFile != "" || f.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("%s_CERT_FILE/_KEY_FILE: %w", f.Var, err)
+			return nil, &envconf.Problem{Var: f.Var + "_CERT_FILE/_KEY_FILE", What: err.Error(), Want: "a PEM certificate and its key", Hidden: true}
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
