@@ -52,6 +52,7 @@ func newBenchRig(b *testing.B, partitions int) *benchRig {
 	defer cancel()
 	r := &benchRig{brokers: brokers, topic: testkafka.Unique("bench")}
 	testkafka.CreateTopic(ctx, b, brokers[0], r.topic, partitions)
+	testkafka.CreateTopic(ctx, b, brokers[0], r.topic+"-ledger", partitions)
 	r.rdb = redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b)})
 	b.Cleanup(func() { _ = r.rdb.Close() })
 	r.store = teststore.Build(b, r.rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: testKeyer.Fingerprint()})
@@ -88,27 +89,36 @@ func benchMessage(b *testing.B, i int, at time.Time) kafka.Message {
 	return kafka.Message{Key: []byte(e.Identifiers[0].Value), Value: raw}
 }
 
+// consumer runs both stages, intake to ledger to Redis, and returns the
+// apply stage (whose counts say what reached the store).
 func (r *benchRig) consumer(b *testing.B, reg prometheus.Registerer) (*Consumer, func()) {
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: r.brokers, GroupID: r.topic, GroupTopics: []string{r.topic}, StartOffset: kafka.FirstOffset,
-		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: 2000,
-	})
+	reader := func(group, topic string) *kafka.Reader {
+		return kafka.NewReader(kafka.ReaderConfig{
+			Brokers: r.brokers, GroupID: group, GroupTopics: []string{topic}, StartOffset: kafka.FirstOffset,
+			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond, QueueCapacity: 2000,
+		})
+	}
 	v, err := schemas.New()
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := New(reader, testkafka.Writer(r.brokers, r.topic+"-dlq"), r.store, v, Options{Keyer: testKeyer}, slog.New(slog.DiscardHandler), reg)
+	ledgerW := &kafka.Writer{Addr: kafka.TCP(r.brokers...), Topic: r.topic + "-ledger", Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchSize: 10000, BatchBytes: 16 << 20, BatchTimeout: time.Millisecond,
+		Transport: &kafka.Transport{MetadataTTL: time.Second}}
+	ir, ar := reader(r.topic, r.topic), reader(r.topic+"-apply", r.topic+"-ledger")
+	ing := New(ir, testkafka.Writer(r.brokers, r.topic+"-dlq"),
+		&Ingest{Validator: v, Normalizer: normalizer, Keyer: testKeyer, Ledger: ledgerW}, Options{Stage: "ingest"}, slog.New(slog.DiscardHandler), reg)
+	app := New(ar, testkafka.Writer(r.brokers, r.topic+"-dlq"), &Apply{Store: r.store}, Options{Stage: "apply"}, slog.New(slog.DiscardHandler), reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := c.Run(ctx); err != nil {
-			b.Error(err)
-		}
-		_ = reader.Close()
-	}()
-	return c, func() { cancel(); wg.Wait() }
+	for _, c := range []*Consumer{ing, app} {
+		wg.Go(func() {
+			if err := c.Run(ctx); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	return app, func() { cancel(); wg.Wait(); _ = ir.Close(); _ = ar.Close(); _ = ledgerW.Close() }
 }
 
 func applied(c *Consumer) float64 {

@@ -1,13 +1,21 @@
-// Package consumer folds suppression events from Kafka into the store.
+// Package consumer runs suppressd's two Kafka stages:
 //
-//	Kafka topics ──FetchMessage──▶ batch ──Decode──▶ valid: writes ──Apply──▶ Redis
-//	                                    └──────────▶ invalid: dead-letter topic
-//	                      CommitMessages ◀── only after both succeeded
+//	intake topics ─▶ ingest ─┬─▶ ledger topic ─▶ apply ─▶ store (Redis)
+//	(raw CloudEvents)        └─▶ dead-letter topic (invalid events)
 //
-// Delivery is at least once and the store's apply is idempotent, which makes
-// it effectively once. Offsets are committed only after the dead letters are
-// acknowledged by Kafka and the store accepted the batch; a store outage is
-// retried with capped exponential backoff and jitter, never skipped.
+// Ingest validates each intake event, expands its identifiers into storage
+// keys and writes one ledger record (package ledger: no raw identifier) with
+// acks from all in-sync replicas. Apply folds ledger records into the store
+// with the merge rule. Each stage is a Consumer: a consumer group reader,
+// batches, a Handler that makes the batch's effect, dead letters, retries
+// and commits.
+//
+// Delivery is at least once and every effect is idempotent (a duplicate
+// ledger record, or a record applied twice, changes nothing), which makes
+// each stage effectively once. Offsets are committed only after the dead
+// letters are acknowledged and the effect is made (and, for a store that
+// confirms durability, confirmed); a failure is retried with capped
+// exponential backoff and jitter, never skipped.
 package consumer
 
 import (
@@ -22,7 +30,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -38,33 +45,79 @@ type MessageWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
+// Handler is a stage: what a fetched batch becomes, and how its effect is
+// made.
+type Handler interface {
+	// Prepare decodes a batch, without I/O. A message it cannot handle is
+	// put in Batch.Dead with the reason; the rest becomes the batch's work.
+	Prepare(b *Batch, now time.Time)
+	// Do makes the batch's effect. It must be idempotent: it is retried
+	// until it succeeds, and a crash redelivers the batch. An error
+	// wrapping suppression.ErrNotDurable means the effect is made but not
+	// yet confirmed: the consumer goes on with the next batches and commits
+	// this one once a later Do of it succeeds.
+	Do(ctx context.Context, b *Batch) (changed int, err error)
+}
+
+// Batch is a fetched batch of messages and what a Handler made of it.
+type Batch struct {
+	Msgs []kafka.Message
+	// Dead are the messages that go to the dead-letter topic, with why.
+	Dead []DeadLetter
+	// Events describes each event the batch carries, for metrics.
+	Events []EventInfo
+	// Work is the handler's own.
+	Work any
+
+	confirmed bool
+}
+
+// DeadLetter is a message the handler refused, and why (a text that names
+// fields, never values).
+type DeadLetter struct {
+	Msg kafka.Message
+	Err error
+}
+
+// EventInfo describes an event of a batch for metrics.
+type EventInfo struct {
+	Type       suppression.EventType
+	OccurredAt time.Time
+	Clamped    bool // its time was after its reference time (see Reference)
+}
+
 // Options tune a Consumer. The zero value is usable.
 type Options struct {
-	// BatchSize is the most messages applied together. Default 2000.
+	// Stage names the stage in logs and metrics (ingest, apply).
+	Stage string
+	// BatchSize is the most messages handled together. Default 2000.
 	BatchSize int
 	// BatchWait is how long a batch waits to fill once its first message is
 	// in. Default 20ms: opt-outs are visible within it under light load.
 	BatchWait time.Duration
-	// BackoffMin and BackoffMax bound the retry delay of a failed store
-	// write, dead-letter write or commit; the delay doubles from min to max,
-	// with full jitter. Defaults 100ms and 10s.
+	// BackoffMin and BackoffMax bound the retry delay of a failed effect,
+	// dead-letter write or commit; the delay doubles from min to max, with
+	// full jitter. Defaults 100ms and 10s.
 	BackoffMin, BackoffMax time.Duration
 	// CommitAttempts is how often a failed commit is retried before the
-	// consumer moves on (the events are applied; a rebalance re-delivers
-	// them and they change nothing). Default 5.
+	// consumer moves on (the effect is made; a rebalance re-delivers the
+	// batch and it changes nothing). Default 5.
 	CommitAttempts int
+	// MaxUnconfirmed is how many batches may be applied but not yet
+	// confirmed durable before the consumer stops taking new ones and
+	// retries the oldest. Default 64.
+	MaxUnconfirmed int
 	// ShutdownGrace is how long, after the context is cancelled, the batch
-	// in hand may take to be applied and committed. Default 15s.
+	// in hand may take to be handled and committed. Default 15s.
 	ShutdownGrace time.Duration
-	// Normalizer normalises identifiers (default phone region).
-	Normalizer suppression.Normalizer
-	// Keyer turns match keys into storage keys (the pepper).
-	Keyer suppression.Keyer
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
 }
 
 func (o *Options) setDefaults() {
+	if o.Stage == "" {
+		o.Stage = "consumer"
+	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 2000
 	}
@@ -81,6 +134,9 @@ func (o *Options) setDefaults() {
 	if o.CommitAttempts <= 0 {
 		o.CommitAttempts = 5
 	}
+	if o.MaxUnconfirmed <= 0 {
+		o.MaxUnconfirmed = 64
+	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 15 * time.Second
 	}
@@ -89,24 +145,23 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Consumer reads events, applies them and commits.
+// Consumer reads batches, has its Handler make their effect and commits.
 type Consumer struct {
-	reader    Reader
-	dlq       MessageWriter
-	store     suppression.Store
-	validator *schemas.Validator
-	opts      Options
-	log       *slog.Logger
-	m         *metrics
+	reader  Reader
+	dlq     MessageWriter
+	handler Handler
+	opts    Options
+	log     *slog.Logger
+	m       *metrics
 }
 
 // New returns a Consumer. dlq writes to the dead-letter topic (its Topic
 // set); the reader should be a group reader with CommitInterval 0.
-func New(r Reader, dlq MessageWriter, store suppression.Store, v *schemas.Validator, opts Options, log *slog.Logger, reg prometheus.Registerer) *Consumer {
+func New(r Reader, dlq MessageWriter, h Handler, opts Options, log *slog.Logger, reg prometheus.Registerer) *Consumer {
 	opts.setDefaults()
 	return &Consumer{
-		reader: r, dlq: dlq, store: store, validator: v, opts: opts,
-		log: log.With("component", "consumer"), m: newMetrics(reg),
+		reader: r, dlq: dlq, handler: h, opts: opts,
+		log: log.With("component", "consumer", "stage", opts.Stage), m: newMetrics(reg, opts.Stage),
 	}
 }
 
@@ -114,8 +169,8 @@ func New(r Reader, dlq MessageWriter, store suppression.Store, v *schemas.Valida
 // (within ShutdownGrace) and returns nil. It returns an error only when the
 // reader fails for good.
 //
-// Two stages overlap: while one batch waits on Redis, the next is fetched
-// and decoded. Batches are applied and committed in order, one at a time.
+// Fetching overlaps handling: while one batch's effect is made, the next is
+// fetched and decoded. Batches are handled and committed in order.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("consuming", "batch_size", c.opts.BatchSize, "batch_wait", c.opts.BatchWait)
 	// Batches in hand are finished after shutdown starts, for ShutdownGrace.
@@ -126,14 +181,25 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	fctx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()
-	batches := make(chan *batch, 1)
+	batches := make(chan *Batch, 1)
 	var fetchErr error
 	go func() {
 		defer close(batches)
 		for {
 			msgs, err := c.fetch(fctx)
 			if len(msgs) > 0 {
-				batches <- c.prepare(msgs)
+				b := &Batch{Msgs: msgs}
+				c.m.batchSize.Observe(float64(len(msgs)))
+				c.handler.Prepare(b, c.opts.Now())
+				for _, e := range b.Events {
+					if e.Clamped {
+						// A producer's clock ahead, or a lift trying to
+						// outvote later opt-outs: kept, dated at the
+						// reference time.
+						c.m.clamped.WithLabelValues(e.Type.Action().String()).Inc()
+					}
+				}
+				batches <- b
 			}
 			if fctx.Err() != nil {
 				return
@@ -144,13 +210,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	// unconfirmed are batches whose effect is made but not yet confirmed
+	// durable, in fetch order; a batch is committed only when it and every
+	// batch before it are confirmed.
+	var unconfirmed []*Batch
 	for b := range batches {
-		if err := c.process(pctx, b); err != nil {
+		err := c.process(pctx, b)
+		if err == nil {
+			unconfirmed = append(unconfirmed, b)
+			err = c.confirm(pctx, &unconfirmed)
+		}
+		if err != nil {
 			stopFetching()
 			for range batches { // let the fetcher finish
 			}
 			if ctx.Err() != nil {
-				c.log.Warn("shutdown before a batch was applied; it will be redelivered", "messages", len(b.msgs), "err", err)
+				c.log.Warn("shutdown before a batch was confirmed; it will be redelivered", "batches", len(unconfirmed)+1, "err", err)
 				return nil
 			}
 			return err
@@ -159,6 +234,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// The channel is closed: the fetcher has returned and fetchErr is set.
 	if fetchErr != nil {
 		return fmt.Errorf("fetch: %w", fetchErr)
+	}
+	if len(unconfirmed) > 0 {
+		c.log.Warn("stopped with batches applied but not confirmed durable; they will be redelivered", "batches", len(unconfirmed))
 	}
 	c.log.Info("stopped")
 	return nil
@@ -195,43 +273,6 @@ func (c *Consumer) observe(msg kafka.Message) kafka.Message {
 	return msg
 }
 
-// batch is a fetched batch, decoded.
-type batch struct {
-	msgs    []kafka.Message
-	writes  []suppression.Write
-	dead    []kafka.Message
-	applied []suppression.Event
-	keys    []suppression.StorageKey // scratch
-}
-
-// prepare decodes a batch: valid events become writes, invalid ones dead
-// letters.
-func (c *Consumer) prepare(msgs []kafka.Message) *batch {
-	c.m.batchSize.Observe(float64(len(msgs)))
-	b := &batch{msgs: msgs}
-	now := c.opts.Now()
-	for _, msg := range msgs {
-		d, err := c.validator.Decode(msg.Value, Reference(msg.Time, now), c.opts.Normalizer)
-		if err != nil {
-			b.dead = append(b.dead, deadLetter(msg, err, c.opts.Now()))
-			c.m.events.WithLabelValues("invalid", outcomeDeadLetter).Inc()
-			c.m.deadLetters.WithLabelValues(msg.Topic).Inc()
-			// The error names fields, never values: safe to log.
-			c.log.Warn("dead-lettering event", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
-			continue
-		}
-		if d.Event.Clamped {
-			// A producer's clock ahead, or a lift trying to outvote later
-			// opt-outs: kept, dated at the reference time.
-			c.m.clamped.WithLabelValues(d.Event.Type.Action().String()).Inc()
-		}
-		b.keys = c.opts.Keyer.StorageKeys(b.keys[:0], d.Keys)
-		b.writes = suppression.AppendWrites(b.writes, &d.Event, b.keys)
-		b.applied = append(b.applied, d.Event)
-	}
-	return b
-}
-
 // Reference is the time an event read from Kafka is judged against (see
 // suppression.Event.Normalize): the message's timestamp, but never after
 // the moment suppressd read it. The producer sets the timestamp (kafka-go
@@ -245,44 +286,100 @@ func Reference(msgTime, read time.Time) time.Time {
 	return msgTime
 }
 
-// process writes a batch's dead letters, applies its writes and commits it.
-func (c *Consumer) process(ctx context.Context, b *batch) error {
-	dead, writes, applied := b.dead, b.writes, b.applied
-	if len(dead) > 0 {
+// process writes a batch's dead letters and makes its effect. A batch whose
+// effect is made but not confirmed durable is not an error: confirm deals
+// with it.
+func (c *Consumer) process(ctx context.Context, b *Batch) error {
+	if len(b.Dead) > 0 {
+		dead := make([]kafka.Message, len(b.Dead))
+		now := c.opts.Now()
+		for i, d := range b.Dead {
+			dead[i] = deadLetter(d.Msg, d.Err, now)
+			c.m.events.WithLabelValues("invalid", outcomeDeadLetter).Inc()
+			c.m.deadLetters.WithLabelValues(d.Msg.Topic).Inc()
+			// The error names fields, never values: safe to log.
+			c.log.Warn("dead-lettering event", "topic", d.Msg.Topic, "partition", d.Msg.Partition, "offset", d.Msg.Offset, "err", d.Err)
+		}
 		if err := c.retry(ctx, "dead_letter", func() error { return c.dlq.WriteMessages(ctx, dead...) }); err != nil {
 			return fmt.Errorf("write %d dead letters: %w", len(dead), err)
 		}
 	}
-	if len(writes) > 0 {
-		start := time.Now()
-		var changed int
-		err := c.retry(ctx, "store", func() error {
-			n, err := c.store.Apply(ctx, writes)
-			if err != nil {
-				c.m.storeErrors.Inc()
+	if len(b.Events) == 0 {
+		b.confirmed = true
+		return nil
+	}
+	start := time.Now()
+	err := c.retry(ctx, "effect", func() error {
+		err := c.do(ctx, b)
+		if errors.Is(err, suppression.ErrNotDurable) {
+			return nil // made; confirmed later
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s %d events: %w", c.opts.Stage, len(b.Events), err)
+	}
+	c.m.applyTime.Observe(time.Since(start).Seconds())
+	now := c.opts.Now()
+	for _, e := range b.Events {
+		c.m.events.WithLabelValues(string(e.Type), outcomeApplied).Inc()
+		c.m.freshness.Observe(max(0, now.Sub(e.OccurredAt).Seconds()))
+	}
+	return nil
+}
+
+// do runs the handler once and records whether the batch is confirmed.
+func (c *Consumer) do(ctx context.Context, b *Batch) error {
+	n, err := c.handler.Do(ctx, b)
+	switch {
+	case err == nil:
+		if !b.confirmed {
+			c.m.changed.Add(float64(n))
+		}
+		b.confirmed = true
+	case errors.Is(err, suppression.ErrNotDurable):
+		c.m.unconfirmed.Inc()
+	default:
+		c.m.effectErrors.Inc()
+	}
+	return err
+}
+
+// confirm commits the confirmed batches at the head of unconfirmed, in
+// order. The head, if unconfirmed, is tried once more; when too many
+// batches wait, the head is retried until it is confirmed (back pressure:
+// the consumer stops taking new batches rather than pile up uncommitted
+// ones).
+func (c *Consumer) confirm(ctx context.Context, unconfirmed *[]*Batch) error {
+	q := *unconfirmed
+	for len(q) > 0 {
+		head := q[0]
+		if !head.confirmed {
+			var err error
+			if len(q) > c.opts.MaxUnconfirmed {
+				err = c.retry(ctx, "confirm", func() error { return c.do(ctx, head) })
+			} else {
+				err = c.do(ctx, head)
+			}
+			if err != nil && !errors.Is(err, suppression.ErrNotDurable) {
 				return err
 			}
-			changed = n
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("apply %d events: %w", len(applied), err)
+			if !head.confirmed {
+				c.log.Warn("waiting for the store to confirm a batch as durable", "unconfirmed_batches", len(q), "err", err)
+				break
+			}
 		}
-		c.m.applyTime.Observe(time.Since(start).Seconds())
-		c.m.changed.Add(float64(changed))
-		now := c.opts.Now()
-		for _, e := range applied {
-			c.m.events.WithLabelValues(string(e.Type), outcomeApplied).Inc()
-			c.m.freshness.Observe(max(0, now.Sub(e.OccurredAt).Seconds()))
-		}
+		c.commit(ctx, head.Msgs)
+		q = q[1:]
 	}
-	c.commit(ctx, b.msgs)
+	*unconfirmed = q
+	c.m.pending.Set(float64(len(q)))
 	return nil
 }
 
 // commit commits the batch, retrying a few times. A commit that keeps
-// failing (the partitions moved in a rebalance) is given up: the events are
-// in the store, and their re-delivery changes nothing.
+// failing (the partitions moved in a rebalance) is given up: the effect is
+// made, and its re-delivery changes nothing.
 func (c *Consumer) commit(ctx context.Context, batch []kafka.Message) {
 	var err error
 	for attempt := 0; attempt < c.opts.CommitAttempts; attempt++ {
@@ -297,11 +394,11 @@ func (c *Consumer) commit(ctx context.Context, batch []kafka.Message) {
 			break
 		}
 	}
-	c.log.Warn("commit failed; the batch is applied and will be redelivered harmlessly", "messages", len(batch), "err", err)
+	c.log.Warn("commit failed; the batch's effect is made and will be redelivered harmlessly", "messages", len(batch), "err", err)
 }
 
 // retry runs f until it succeeds or ctx ends, backing off between attempts.
-func (c *Consumer) retry(ctx context.Context, stage string, f func() error) error {
+func (c *Consumer) retry(ctx context.Context, what string, f func() error) error {
 	for attempt := 0; ; attempt++ {
 		err := f()
 		if err == nil {
@@ -310,8 +407,8 @@ func (c *Consumer) retry(ctx context.Context, stage string, f func() error) erro
 		if ctx.Err() != nil {
 			return errors.Join(err, ctx.Err())
 		}
-		c.m.retries.WithLabelValues(stage).Inc()
-		c.log.Warn("retrying", "stage", stage, "attempt", attempt+1, "err", err)
+		c.m.retries.WithLabelValues(what).Inc()
+		c.log.Warn("retrying", "what", what, "attempt", attempt+1, "err", err)
 		if !c.sleep(ctx, attempt) {
 			return errors.Join(err, ctx.Err())
 		}

@@ -36,77 +36,111 @@ func storageKeys(t testing.TB, email string) []suppression.StorageKey {
 	return testKeyer.StorageKeys(nil, keys)
 }
 
+// harness runs both stages on topics of their own: intake (h.topic) and
+// its admin topic, ledger and dead letters, into a built store.
 type harness struct {
 	t       *testing.T
 	brokers []string
 	topic   string
+	admin   string
+	ledger  string
 	dlq     string
 	store   *redisstore.Store
 	writer  *kafka.Writer
 	logs    *testenv.Buffer
 	reg     *prometheus.Registry
-	cons    *Consumer
-	cancel  context.CancelFunc
-	done    chan error
+	ingest  *Consumer
+	apply   *Consumer
+	stops   []func()   // per stage: ingest, apply
+	exited  chan error // a stage's Run returned (before its stop, it should not)
 }
 
-// start runs a consumer on fresh topics against rdb.
+// start runs both stages on fresh topics against rdb.
 func start(t *testing.T, rdb redis.UniversalClient, opts Options) *harness {
 	t.Helper()
 	brokers := testenv.KafkaBrokers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	h := &harness{t: t, brokers: brokers, topic: testkafka.Unique("events"), dlq: testkafka.Unique("dlq"), logs: &testenv.Buffer{}, reg: prometheus.NewRegistry()}
+	h.admin, h.ledger = h.topic+"-admin", h.topic+"-ledger"
 	testkafka.CreateTopic(ctx, t, brokers[0], h.topic, 3)
+	testkafka.CreateTopic(ctx, t, brokers[0], h.admin, 1)
+	testkafka.CreateTopic(ctx, t, brokers[0], h.ledger, 3)
 	testkafka.CreateTopic(ctx, t, brokers[0], h.dlq, 1)
 	h.store = teststore.Build(t, rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: testKeyer.Fingerprint()})
-	h.writer = testkafka.Writer(brokers, h.topic)
+	h.writer = testkafka.Writer(brokers, "")
 	t.Cleanup(func() { _ = h.writer.Close() })
 	h.run(t, rdb, opts)
 	return h
 }
 
+// ingestGroup and applyGroup are the stages' consumer groups.
+func (h *harness) ingestGroup() string { return h.topic + "-group" }
+func (h *harness) applyGroup() string  { return h.topic + "-apply" }
+
 func (h *harness) run(t *testing.T, _ redis.UniversalClient, opts Options) {
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: h.brokers, GroupID: h.topic + "-group", GroupTopics: []string{h.topic},
-		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, CommitInterval: 0,
-		ErrorLogger: testkafka.Logger(t),
-	})
-	dlq := testkafka.Writer(h.brokers, h.dlq)
 	v, err := schemas.New()
 	require.NoError(t, err)
-	if opts.Normalizer == (suppression.Normalizer{}) {
-		opts.Normalizer = normalizer
-	}
-	opts.Keyer = testKeyer
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.reg = prometheus.NewRegistry()
-	h.cons = New(reader, dlq, h.store, v, opts, log, h.reg)
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	h.done = make(chan error, 1)
-	go func() {
-		err := h.cons.Run(ctx)
-		_ = reader.Close()
-		_ = dlq.Close()
-		h.done <- err
-	}()
+	reader := func(group string, topics ...string) *kafka.Reader {
+		return kafka.NewReader(kafka.ReaderConfig{
+			Brokers: h.brokers, GroupID: group, GroupTopics: topics,
+			StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, CommitInterval: 0,
+			ErrorLogger: testkafka.Logger(t),
+		})
+	}
+	ledgerW := testkafka.Writer(h.brokers, h.ledger)
+	ir, ar := reader(h.ingestGroup(), h.topic, h.admin), reader(h.applyGroup(), h.ledger)
+	idlq, adlq := testkafka.Writer(h.brokers, h.dlq), testkafka.Writer(h.brokers, h.dlq)
+	io, ao := opts, opts
+	io.Stage, ao.Stage = "ingest", "apply"
+	h.ingest = New(ir, idlq, &Ingest{Validator: v, Normalizer: normalizer, Keyer: testKeyer, Ledger: ledgerW, AdminTopic: h.admin}, io, log, h.reg)
+	h.apply = New(ar, adlq, &Apply{Store: h.store}, ao, log, h.reg)
+	h.stops, h.exited = nil, make(chan error, 2)
+	for _, c := range []struct {
+		cons    *Consumer
+		closers []interface{ Close() error }
+	}{{h.ingest, []interface{ Close() error }{ir, idlq, ledgerW}}, {h.apply, []interface{ Close() error }{ar, adlq}}} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			err := c.cons.Run(ctx)
+			for _, cl := range c.closers {
+				_ = cl.Close()
+			}
+			if ctx.Err() == nil {
+				h.exited <- err
+			}
+			done <- err
+		}()
+		stopped := false
+		h.stops = append(h.stops, func() {
+			if stopped {
+				return
+			}
+			stopped = true
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(h.t, err, "Run returns nil on shutdown")
+			case <-time.After(30 * time.Second):
+				h.t.Fatal("consumer did not stop")
+			}
+		})
+	}
 	t.Cleanup(h.stop)
 }
 
+// stop stops both stages.
 func (h *harness) stop() {
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	h.cancel = nil
-	select {
-	case err := <-h.done:
-		require.NoError(h.t, err, "Run returns nil on shutdown")
-	case <-time.After(30 * time.Second):
-		h.t.Fatal("consumer did not stop")
+	for _, s := range h.stops {
+		s()
 	}
 }
+
+// stopIngest stops the ingest stage alone.
+func (h *harness) stopIngest() { h.stops[0]() }
 
 var evSeq int
 
@@ -130,6 +164,8 @@ func event(typ suppression.EventType, email string, at time.Time, scopes ...supp
 	return e
 }
 
+// publish publishes events as the publisher does: an unsuppress to the
+// admin topic, the rest to the intake topic.
 func (h *harness) publish(events ...suppression.Event) {
 	h.t.Helper()
 	msgs := make([]kafka.Message, len(events))
@@ -138,13 +174,22 @@ func (h *harness) publish(events ...suppression.Event) {
 		require.NoError(h.t, err)
 		keys, err := normalizer.Expand(e.Identifiers...)
 		require.NoError(h.t, err)
-		msgs[i] = kafka.Message{Key: []byte(hex.EncodeToString(keys[0].Hash[:])), Value: raw}
+		msgs[i] = kafka.Message{Topic: h.topic, Key: []byte(hex.EncodeToString(keys[0].Hash[:])), Value: raw}
+		if e.Type == suppression.EventUnsuppress {
+			msgs[i].Topic = h.admin
+		}
 	}
 	h.publishRaw(msgs...)
 }
 
+// publishRaw writes messages; one without a topic goes to the intake topic.
 func (h *harness) publishRaw(msgs ...kafka.Message) {
 	h.t.Helper()
+	for i := range msgs {
+		if msgs[i].Topic == "" {
+			msgs[i].Topic = h.topic
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(h.t, h.writer.WriteMessages(ctx, msgs...))
@@ -169,15 +214,17 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// counter reads a metric: events applied to the store and store errors
+// are the apply stage's, dead letters the ingest stage's.
 func counter(t *testing.T, h *harness, name string, labels ...string) float64 {
 	t.Helper()
 	switch name {
 	case "events":
-		return testutil.ToFloat64(h.cons.m.events.WithLabelValues(labels...))
+		return testutil.ToFloat64(h.apply.m.events.WithLabelValues(labels...))
 	case "dead":
-		return testutil.ToFloat64(h.cons.m.deadLetters.WithLabelValues(labels...))
+		return testutil.ToFloat64(h.ingest.m.deadLetters.WithLabelValues(labels...))
 	case "store_errors":
-		return testutil.ToFloat64(h.cons.m.storeErrors)
+		return testutil.ToFloat64(h.apply.m.effectErrors)
 	}
 	t.Fatalf("no counter %s", name)
 	return 0
@@ -392,12 +439,12 @@ func TestFutureTimesCannotOutvote(t *testing.T) {
 	m, ok := h.decide("early.bird@example.org", marketingEmail)
 	require.True(t, ok)
 	require.False(t, m.Since.After(time.Now()), "dated no later than when it was read")
-	require.Equal(t, 1.0, testutil.ToFloat64(h.cons.m.clamped.WithLabelValues("suppress")))
+	require.Equal(t, 1.0, testutil.ToFloat64(h.ingest.m.clamped.WithLabelValues("suppress")))
 
 	// The attack: a resubscribe an hour ahead, message timestamp too.
 	h.publishRaw(msg(event(suppression.EventResubscribe, "victim@example.org", ahead, email), ahead))
 	eventually(t, "the resubscribe applied", func() bool { return counter(t, h, "events", "resubscribe", outcomeApplied) == 1 })
-	require.Equal(t, 1.0, testutil.ToFloat64(h.cons.m.clamped.WithLabelValues("lift")))
+	require.Equal(t, 1.0, testutil.ToFloat64(h.ingest.m.clamped.WithLabelValues("lift")))
 	time.Sleep(5 * time.Millisecond)
 	// The person unsubscribes for real, a moment later.
 	h.publish(event(suppression.EventUnsubscribe, "victim@example.org", time.Now(), email))

@@ -14,7 +14,7 @@ import (
 	"github.com/suppressd/suppressd/suppression"
 )
 
-// committed returns how many of the topic's messages the consumer group has
+// committed returns how many of the ledger's records the apply stage has
 // committed: the sum over partitions of the committed offset (the next offset
 // to read; the topic is fresh, so offsets start at 0).
 func committed(t *testing.T, h *harness) int64 {
@@ -22,11 +22,11 @@ func committed(t *testing.T, h *harness) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	client := &kafka.Client{Addr: kafka.TCP(h.brokers...), Timeout: 10 * time.Second}
-	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: h.topic + "-group", Topics: map[string][]int{h.topic: {0, 1, 2}}})
+	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: h.applyGroup(), Topics: map[string][]int{h.ledger: {0, 1, 2}}})
 	require.NoError(t, err)
 	require.NoError(t, res.Error)
 	var n int64
-	for _, p := range res.Topics[h.topic] {
+	for _, p := range res.Topics[h.ledger] {
 		require.NoError(t, p.Error)
 		if p.CommittedOffset > 0 {
 			n += p.CommittedOffset
@@ -84,13 +84,13 @@ func TestRedisOutageLosesNoEvent(t *testing.T) {
 		require.Equal(t, float64(before), applied(), "nothing can be applied while Redis is down")
 		require.LessOrEqual(t, committed(t, h), int64(before), "nothing committed past the failure")
 		select {
-		case err := <-h.done:
+		case err := <-h.exited:
 			t.Fatalf("the consumer stopped during the outage: %v", err)
 		default:
 		}
 	}
 	require.Greater(t, counter(t, h, "store_errors"), firstErrors, "the consumer keeps retrying the store")
-	require.Contains(t, h.logs.String(), `"stage":"store"`, "the retries are logged")
+	require.Contains(t, h.logs.String(), `"what":"effect"`, "the retries are logged")
 	// What was applied before the outage is committed (its last commit may
 	// still have been in flight when Redis stopped), and nothing else.
 	eventually(t, "the events applied before the outage committed", func() bool { return committed(t, h) == before })

@@ -37,13 +37,16 @@ func TestRebalanceLosesNothing(t *testing.T) {
 
 	// A second member joins: the group rebalances while events flow.
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: h.brokers, GroupID: h.topic + "-group", GroupTopics: []string{h.topic},
+		Brokers: h.brokers, GroupID: h.topic + "-group", GroupTopics: []string{h.topic, h.admin},
 		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, ErrorLogger: testkafka.Logger(t),
 	})
 	v, err := schemas.New()
 	require.NoError(t, err)
-	second := New(reader, testkafka.Writer(h.brokers, h.dlq), h.store, v, Options{BatchSize: 20, Normalizer: normalizer, Keyer: testKeyer},
-		slog.New(slog.NewJSONHandler(h.logs, nil)), prometheus.NewRegistry())
+	ledgerW := testkafka.Writer(h.brokers, h.ledger)
+	defer ledgerW.Close()
+	second := New(reader, testkafka.Writer(h.brokers, h.dlq),
+		&Ingest{Validator: v, Normalizer: normalizer, Keyer: testKeyer, Ledger: ledgerW, AdminTopic: h.admin},
+		Options{Stage: "ingest", BatchSize: 20}, slog.New(slog.NewJSONHandler(h.logs, nil)), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- second.Run(ctx); _ = reader.Close() }()
@@ -64,7 +67,7 @@ func TestRebalanceLosesNothing(t *testing.T) {
 	h.publish(evs[next : 2*n/3]...)
 	eventually(t, "the second consumer got partitions", func() bool { return secondApplied() > 0 })
 	// The first leaves: its partitions move to the second.
-	h.stop()
+	h.stopIngest()
 	h.publish(evs[2*n/3:]...)
 
 	keys := make([]suppression.StorageKey, n)

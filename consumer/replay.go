@@ -2,34 +2,42 @@ package consumer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/suppressd/suppressd/internal/kafkaconn"
-	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/ledger"
 	"github.com/suppressd/suppressd/suppression"
 )
 
-// TopicSource replays the consumed topics from their first offset, decoded
-// exactly as the consumer decodes them: the log of record of a rebuild.
-type TopicSource struct {
-	Kafka      kafkaconn.Config
-	Topics     []string
-	Validator  *schemas.Validator
-	Normalizer suppression.Normalizer
-	Keyer      suppression.Keyer
-	// BatchSize is how many writes are applied together. Default 2000.
+// ErrLedgerIncomplete is returned by a replay of a ledger without a genesis
+// record: it may lack history (an intake topic ingested before the ledger
+// existed, not yet backfilled), and a store built from it would answer
+// "allowed" for people who opted out.
+var ErrLedgerIncomplete = errors.New("the ledger has no genesis record: it may be missing history; run `suppressd ledger backfill`")
+
+// LedgerSource replays the ledger from its first offset: the log of record
+// of a rebuild.
+type LedgerSource struct {
+	Kafka kafkaconn.Config
+	Topic string
+	// BatchSize is how many writes are applied together. Default 5000.
 	BatchSize int
+	// AllowIncomplete replays a ledger without a genesis record.
+	AllowIncomplete bool
 }
 
 // Replay implements rebuild.Source: every partition in turn, up to the end
-// offsets noted when it starts; invalid events are skipped and counted.
-func (s TopicSource) Replay(ctx context.Context, total func(int64), apply func([]suppression.Write, int) error) (read, invalid int64, err error) {
+// offsets noted when it starts. A record this build cannot read is counted
+// invalid (it was dead-lettered by the apply stage too).
+func (s LedgerSource) Replay(ctx context.Context, total func(int64), apply func([]suppression.Write, int) error) (read, invalid int64, err error) {
 	if s.BatchSize <= 0 {
-		s.BatchSize = 2000
+		s.BatchSize = 5000
 	}
-	ranges, err := s.Kafka.Ranges(ctx, s.Topics)
+	ranges, err := s.Kafka.Ranges(ctx, []string{s.Topic})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -40,8 +48,8 @@ func (s TopicSource) Replay(ctx context.Context, total func(int64), apply func([
 	total(n)
 	var (
 		writes  []suppression.Write
-		keys    []suppression.StorageKey
 		pending int
+		genesis bool
 	)
 	flush := func() error {
 		if pending == 0 {
@@ -55,12 +63,14 @@ func (s TopicSource) Replay(ctx context.Context, total func(int64), apply func([
 		err := s.Kafka.ReadRange(ctx, r, func(msg kafka.Message) error {
 			read++
 			pending++
-			d, err := s.Validator.Decode(msg.Value, Reference(msg.Time, time.Now()), s.Normalizer)
-			if err != nil {
-				invalid++ // it went to the dead-letter topic when first consumed
-			} else {
-				keys = s.Keyer.StorageKeys(keys[:0], d.Keys)
-				writes = suppression.AppendWrites(writes, &d.Event, keys)
+			rec, err := ledger.Decode(msg.Value)
+			switch {
+			case errors.Is(err, ledger.ErrGenesis):
+				genesis = true
+			case err != nil:
+				invalid++
+			default:
+				writes = rec.AppendWrites(writes)
 			}
 			if len(writes) >= s.BatchSize {
 				return flush()
@@ -71,5 +81,153 @@ func (s TopicSource) Replay(ctx context.Context, total func(int64), apply func([
 			return read, invalid, err
 		}
 	}
-	return read, invalid, flush()
+	if err := flush(); err != nil {
+		return read, invalid, err
+	}
+	if !genesis && !s.AllowIncomplete {
+		return read, invalid, ErrLedgerIncomplete
+	}
+	return read, invalid, nil
+}
+
+// ReadLedger calls fn with every record of the ledger, up to its end when it
+// starts; a record it cannot read is passed with its error.
+func ReadLedger(ctx context.Context, k kafkaconn.Config, topic string, fn func(kafka.Message, ledger.Record, error) error) error {
+	ranges, err := k.Ranges(ctx, []string{topic})
+	if err != nil {
+		return err
+	}
+	for _, r := range ranges {
+		if err := k.ReadRange(ctx, r, func(msg kafka.Message) error {
+			rec, err := ledger.Decode(msg.Value)
+			return fn(msg, rec, err)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Backfill copies into the ledger every intake event that the ingest
+// group's committed offsets say was consumed before the ledger existed:
+// from each intake partition's first offset up to that group's committed
+// offset (where the ingest stage took over). Events the group never
+// committed are the ingest stage's, so nothing is written twice. Then it
+// writes the genesis record: the ledger is complete.
+type Backfill struct {
+	Kafka  kafkaconn.Config
+	Topics []string // the intake topics
+	Group  string   // the ingest stage's consumer group
+	Ingest *Ingest
+	// BatchSize is how many records are written together. Default 2000.
+	BatchSize int
+	// Dead receives the events that are not valid (they went to the
+	// dead-letter topic when first consumed).
+	Dead func(kafka.Message, error)
+}
+
+// BackfillResult says what a backfill did.
+type BackfillResult struct {
+	Read, Written, Invalid int64
+}
+
+// Run backfills; see Backfill.
+func (b Backfill) Run(ctx context.Context) (BackfillResult, error) {
+	var res BackfillResult
+	if b.BatchSize <= 0 {
+		b.BatchSize = 2000
+	}
+	ranges, err := b.Kafka.Ranges(ctx, b.Topics)
+	if err != nil {
+		return res, err
+	}
+	committed, err := b.Kafka.Committed(ctx, b.Group, ranges)
+	if err != nil {
+		return res, err
+	}
+	var (
+		msgs []kafka.Message
+		keys []suppression.StorageKey
+	)
+	flush := func() error {
+		if len(msgs) == 0 {
+			return nil
+		}
+		if err := b.Ingest.Ledger.WriteMessages(ctx, msgs...); err != nil {
+			return fmt.Errorf("write %d ledger records: %w", len(msgs), err)
+		}
+		res.Written += int64(len(msgs))
+		msgs = msgs[:0]
+		return nil
+	}
+	for i, r := range ranges {
+		r.End = min(r.End, max(r.Start, committed[i]))
+		err := b.Kafka.ReadRange(ctx, r, func(msg kafka.Message) error {
+			res.Read++
+			// The time it was first consumed is lost; its own timestamp
+			// is the best bound left (Reference with a later reading time
+			// takes it as it is, or clamps a future one to now).
+			rec, err := b.Ingest.record(msg, time.Now(), &keys)
+			if err != nil {
+				res.Invalid++
+				if b.Dead != nil {
+					b.Dead(msg, err)
+				}
+				return nil
+			}
+			value, err := ledger.Encode(&rec)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, kafka.Message{Key: rec.Keys[0][:], Value: value, Time: rec.Reference})
+			if len(msgs) >= b.BatchSize {
+				return flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return res, err
+		}
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	if err := b.Ingest.Ledger.WriteMessages(ctx, GenesisMessage(time.Now())); err != nil {
+		return res, fmt.Errorf("write the genesis record: %w", err)
+	}
+	return res, nil
+}
+
+// GenesisMessage is the ledger message of the genesis record.
+func GenesisMessage(at time.Time) kafka.Message {
+	return kafka.Message{Key: []byte(ledger.GenesisKey), Value: ledger.EncodeGenesis(at), Time: at}
+}
+
+// OldestAge reports how old the oldest message still on a topic is (the
+// dead-letter topic: an event waiting for repair that its retention will
+// delete), or 0 when the topic is empty.
+func OldestAge(ctx context.Context, k kafkaconn.Config, topic string, now time.Time) (time.Duration, error) {
+	ranges, err := k.Ranges(ctx, []string{topic})
+	if err != nil {
+		return 0, err
+	}
+	var oldest time.Time
+	for _, r := range ranges {
+		if r.End <= r.Start {
+			continue
+		}
+		r.End = r.Start + 1
+		if err := k.ReadRange(ctx, r, func(msg kafka.Message) error {
+			if oldest.IsZero() || msg.Time.Before(oldest) {
+				oldest = msg.Time
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	if oldest.IsZero() {
+		return 0, nil
+	}
+	return max(0, now.Sub(oldest)), nil
 }

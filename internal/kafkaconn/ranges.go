@@ -2,6 +2,7 @@ package kafkaconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -85,4 +86,46 @@ func (c Config) ReadRange(ctx context.Context, r Range, fn func(kafka.Message) e
 		}
 	}
 	return nil
+}
+
+// Committed returns, for each range, the offset a consumer group has
+// committed on its partition, or -1 when it has committed none.
+func (c Config) Committed(ctx context.Context, group string, ranges []Range) ([]int64, error) {
+	transport, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: transport, Timeout: 30 * time.Second}
+	req := &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
+	for _, r := range ranges {
+		req.Topics[r.Topic] = append(req.Topics[r.Topic], r.Partition)
+	}
+	resp, err := client.OffsetFetch(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
+	}
+	out := make([]int64, len(ranges))
+	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		// Some brokers (franz-go's kfake) say so for a group that never
+		// committed; Kafka answers -1 offsets.
+		for i := range out {
+			out[i] = -1
+		}
+		return out, nil
+	}
+	if resp.Error != nil {
+		return nil, fmt.Errorf("committed offsets of group %s: %w", group, resp.Error)
+	}
+	for i, r := range ranges {
+		out[i] = -1
+		for _, p := range resp.Topics[r.Topic] {
+			if p.Partition == r.Partition {
+				if p.Error != nil {
+					return nil, fmt.Errorf("committed offset of %s[%d]: %w", r.Topic, r.Partition, p.Error)
+				}
+				out[i] = p.CommittedOffset
+			}
+		}
+	}
+	return out, nil
 }
