@@ -186,9 +186,20 @@ func projectMetrics(t testing.TB) map[string]metricKind {
 				if !ok {
 					continue
 				}
-				if k, ok := kv.Key.(*ast.Ident); ok && k.Name == "Name" {
+				k, ok := kv.Key.(*ast.Ident)
+				if !ok {
+					continue
+				}
+				switch k.Name {
+				case "Name":
 					if s, ok := kv.Value.(*ast.BasicLit); ok {
 						name, _ = strconv.Unquote(s.Value)
+					}
+				case "ConstLabels":
+					// The consumer's stages label every series with their
+					// stage (prometheus.Labels{"stage": stage}).
+					if id, ok := kv.Value.(*ast.Ident); ok && id.Name == "cl" {
+						m.labels = append(m.labels, "stage")
 					}
 				}
 			}

@@ -19,14 +19,17 @@ import (
 
 // Topics routes event types to topics.
 type Topics struct {
-	Unsubscribes string // unsubscribes, resubscribes, complaints, bounces, suppress and unsuppress
+	Unsubscribes string // unsubscribes, resubscribes, complaints, bounces and suppress events
 	Consent      string // consent withdrawn/granted and GPC signals
 	Erasure      string // erasure requests
+	Admin        string // admin unsuppress events: the only topic they are accepted from
 }
 
 // For returns the topic of an event type.
 func (t Topics) For(typ suppression.EventType) string {
 	switch typ {
+	case suppression.EventUnsuppress:
+		return t.Admin
 	case suppression.EventConsentWithdrawn, suppression.EventConsentGranted, suppression.EventGPC:
 		return t.Consent
 	case suppression.EventErasureRequested:

@@ -64,7 +64,10 @@ type Store interface {
 	// It is idempotent: re-applying a batch after an error, or replaying
 	// history, changes nothing more. A batch is not atomic as a whole:
 	// after an error some records may be written and others not, and the
-	// caller retries the whole batch.
+	// caller retries the whole batch. An error wrapping ErrNotDurable means
+	// every write was made (readers see it) but is not yet as durable as
+	// the store is configured to confirm: the caller may go on, but must
+	// not count the batch done (commit it) until an Apply of it succeeds.
 	Apply(ctx context.Context, writes []Write) (int, error)
 
 	// Get returns the record of each key in namespace ns, in the order of
@@ -93,6 +96,9 @@ var (
 	// ErrLayoutMismatch: the store was written with another key layout or
 	// pepper than this process's; its reads would miss every record.
 	ErrLayoutMismatch = errors.New("key layout mismatch")
+	// ErrNotDurable: Apply made its writes, but the replicas or disks it is
+	// configured to wait for did not confirm them in time.
+	ErrNotDurable = errors.New("not durable yet")
 )
 
 // StoreErrorReason names a store error for readiness answers and metric

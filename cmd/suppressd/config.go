@@ -30,7 +30,7 @@ const envPrefix = "SUPPRESSD"
 // `suppressd serve -h` says of it; the README's configuration tables must
 // list every variable with the same default (cmd/suppressd/docs_test.go).
 type Config struct {
-	Roles     []string `envconfig:"ROLE" default:"consumer" desc:"roles to run, comma-separated: api, consumer; serve --role overrides it"`
+	Roles     []string `envconfig:"ROLE" default:"consumer" desc:"roles to run, comma-separated: api, consumer (= ingest and apply), ingest, apply; serve --role overrides it"`
 	LogLevel  string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string   `envconfig:"LOG_FORMAT" default:"json" desc:"json or text, to stderr"`
 	// OpsAddr serves the roles that have no HTTP listener of their own.
@@ -194,26 +194,28 @@ func (l LinkConfig) keyring() (*unsubscribe.Keyring, error) {
 
 // StoreConfig is the Redis key layout and when a write counts as done.
 type StoreConfig struct {
-	Prefix     string `envconfig:"PREFIX" default:"sd" desc:"first part of every key"`
-	BucketBits int    `envconfig:"BUCKET_BITS" default:"16" desc:"key layout: 2^n buckets per namespace; changing it needs suppressd rebuild"`
-	GroupBits  int    `envconfig:"GROUP_BITS" default:"8" desc:"key layout: 2^n slot groups, at most the bucket bits; changing it needs suppressd rebuild"`
+	Prefix            string        `envconfig:"PREFIX" default:"sd" desc:"first part of every key"`
+	BucketBits        int           `envconfig:"BUCKET_BITS" default:"16" desc:"key layout: 2^n buckets per namespace; changing it needs suppressd rebuild"`
+	GroupBits         int           `envconfig:"GROUP_BITS" default:"8" desc:"key layout: 2^n slot groups, at most the bucket bits; changing it needs suppressd rebuild"`
 	Durability        string        `envconfig:"DURABILITY" default:"accepted" desc:"when the consumer may commit what it applied: accepted, replicas:N (WAIT), fsync or fsync+replicas:N (WAITAOF, Redis 7.2+)"`
 	DurabilityTimeout time.Duration `envconfig:"DURABILITY_TIMEOUT" default:"5s" desc:"how long a batch waits for that confirmation before it is retried, uncommitted"`
 }
 
 // TopicsConfig names the Kafka topics.
 type TopicsConfig struct {
-	Unsubscribes string   `envconfig:"UNSUBSCRIBES" default:"suppressd.unsubscribes" desc:"topic consumed: unsubscribes and resubscribes"`
-	Consent      string   `envconfig:"CONSENT" default:"suppressd.consent" desc:"topic consumed: consent withdrawn and granted"`
-	Erasure      string   `envconfig:"ERASURE" default:"suppressd.erasure" desc:"topic consumed: erasure requests"`
-	Extra        []string `envconfig:"EXTRA" desc:"more topics to consume, comma-separated"`
+	Unsubscribes string   `envconfig:"UNSUBSCRIBES" default:"suppressd.unsubscribes" desc:"intake topic: unsubscribes, resubscribes, complaints, bounces, suppress events"`
+	Consent      string   `envconfig:"CONSENT" default:"suppressd.consent" desc:"intake topic: consent withdrawn and granted, GPC signals"`
+	Erasure      string   `envconfig:"ERASURE" default:"suppressd.erasure" desc:"intake topic: erasure requests"`
+	Admin        string   `envconfig:"ADMIN" default:"suppressd.admin" desc:"intake topic of admin unsuppress events, the only topic they are accepted from (guard it with Kafka ACLs)"`
+	Extra        []string `envconfig:"EXTRA" desc:"more intake topics, comma-separated"`
+	Ledger       string   `envconfig:"LEDGER" default:"suppressd.ledger" desc:"the ledger: one record per valid intake event, storage keys only, kept for ever; the store is applied and rebuilt from it"`
 	DeadLetter   string   `envconfig:"DEAD_LETTER" default:"suppressd.dead-letter" desc:"where invalid events go"`
 }
 
-// All returns every topic consumed.
+// All returns every intake topic.
 func (t TopicsConfig) All() []string {
 	out := []string{}
-	for _, s := range append([]string{t.Unsubscribes, t.Consent, t.Erasure}, t.Extra...) {
+	for _, s := range append([]string{t.Unsubscribes, t.Consent, t.Erasure, t.Admin}, t.Extra...) {
 		if s != "" && !contains(out, s) {
 			out = append(out, s)
 		}
@@ -223,7 +225,8 @@ func (t TopicsConfig) All() []string {
 
 // ConsumerConfig tunes the consumer role.
 type ConsumerConfig struct {
-	Group      string        `envconfig:"GROUP" default:"suppressd" desc:"consumer group"`
+	Group      string        `envconfig:"GROUP" default:"suppressd" desc:"consumer group of the ingest stage (intake topics to the ledger)"`
+	ApplyGroup string        `envconfig:"APPLY_GROUP" desc:"consumer group of the apply stage (the ledger to the store); default the ingest group's name with -apply"`
 	BatchSize  int           `envconfig:"BATCH_SIZE" default:"2000" desc:"most messages per batch, 1 to 100000"`
 	BatchWait  time.Duration `envconfig:"BATCH_WAIT" default:"20ms" desc:"how long a batch waits to fill after its first message"`
 	BackoffMin time.Duration `envconfig:"BACKOFF_MIN" default:"100ms" desc:"first retry delay after a store, dead-letter or commit failure (doubling, full jitter)"`
@@ -286,7 +289,21 @@ func readConfig() (Config, error) {
 	return c, envconf.Read(envPrefix, &c, os.LookupEnv)
 }
 
-var knownRoles = []string{"api", "consumer"}
+var knownRoles = []string{"api", "consumer", "ingest", "apply"}
+
+// has reports whether the configuration runs a role; consumer is ingest and
+// apply together.
+func (c Config) has(role string) bool {
+	return contains(c.Roles, role) || (role == "ingest" || role == "apply") && contains(c.Roles, "consumer")
+}
+
+// applyGroup is the apply stage's consumer group.
+func (c ConsumerConfig) applyGroup() string {
+	if c.ApplyGroup != "" {
+		return c.ApplyGroup
+	}
+	return c.Group + "-apply"
+}
 
 // settle validates the configuration and parses what needs parsing (keys,
 // keyring, pepper, schemas), once. It reports every problem, not the
@@ -304,11 +321,11 @@ func (c Config) settle() (*settings, error) {
 		roleVar = "--role"
 	}
 	if len(c.Roles) == 0 {
-		bad(&envconf.Problem{Var: roleVar, What: "no role", Got: strings.Join(c.Roles, ","), Want: strings.Join(knownRoles, " or ") + ", or both, comma-separated"})
+		bad(&envconf.Problem{Var: roleVar, What: "no role", Got: strings.Join(c.Roles, ","), Want: strings.Join(knownRoles, ", ") + ", several comma-separated"})
 	}
 	for _, r := range c.Roles {
 		if !contains(knownRoles, r) {
-			bad(&envconf.Problem{Var: roleVar, What: fmt.Sprintf("unknown role %q", r), Got: strings.Join(c.Roles, ","), Want: strings.Join(knownRoles, " or ") + ", or both, comma-separated"})
+			bad(&envconf.Problem{Var: roleVar, What: fmt.Sprintf("unknown role %q", r), Got: strings.Join(c.Roles, ","), Want: strings.Join(knownRoles, ", ") + ", several comma-separated"})
 		}
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
@@ -363,6 +380,9 @@ func (c Config) settle() (*settings, error) {
 	}
 	if c.Topics.DeadLetter == "" || contains(c.Topics.All(), c.Topics.DeadLetter) {
 		bad(&envconf.Problem{Var: "SUPPRESSD_TOPIC_DEAD_LETTER", What: "empty or a consumed topic", Got: c.Topics.DeadLetter, Want: "a topic of its own"})
+	}
+	if c.Topics.Ledger == "" || contains(c.Topics.All(), c.Topics.Ledger) || c.Topics.Ledger == c.Topics.DeadLetter {
+		bad(&envconf.Problem{Var: "SUPPRESSD_TOPIC_LEDGER", What: "empty, an intake topic or the dead-letter topic", Got: c.Topics.Ledger, Want: "a topic of its own"})
 	}
 	if c.Consumer.BatchSize < 1 || c.Consumer.BatchSize > 100000 {
 		bad(&envconf.Problem{Var: "SUPPRESSD_CONSUMER_BATCH_SIZE", What: "out of range", Got: strconv.Itoa(c.Consumer.BatchSize), Want: "1 to 100000"})

@@ -52,7 +52,7 @@ func runDev(ctx context.Context, args []string, io stdio) error {
 	if err != nil {
 		return configError{err}
 	}
-	topics := []string{cfg.Topics.Unsubscribes, cfg.Topics.Consent, cfg.Topics.Erasure, cfg.Topics.DeadLetter}
+	topics := append(cfg.Topics.All(), cfg.Topics.Ledger, cfg.Topics.DeadLetter)
 	broker, err := kfake.NewCluster(kfake.Ports(port), kfake.SeedTopics(3, topics...), kfake.AllowAutoTopicCreation())
 	if err != nil {
 		return fmt.Errorf("embedded broker on %s: %w", *kafkaAddr, err)
@@ -79,6 +79,11 @@ func runDev(ctx context.Context, args []string, io stdio) error {
 	cfg.Link.Keys, cfg.Link.KeysFile, cfg.Link.SigningKey = "dev:"+base64.StdEncoding.EncodeToString(linkSecret), "", ""
 	cfg.Link.BaseURL = "http://" + *apiAddr
 	cfg.Consumer.SessionTimeout = 6 * time.Second
+	if os.Getenv(envPrefix+"_API_STORE_TIMEOUT") == "" {
+		// The embedded store runs the scripts in an interpreter, on the
+		// same cores as everything else: a playground, not a benchmark.
+		cfg.API.StoreTimeout = 5 * time.Second
+	}
 	if cfg.LogFormat == "json" && os.Getenv(envPrefix+"_LOG_FORMAT") == "" {
 		cfg.LogFormat = "text"
 	}

@@ -56,6 +56,8 @@ func servingEnv(ctx context.Context, t *testing.T, redisAddr string) (brokers []
 		"SUPPRESSD_TOPIC_UNSUBSCRIBES":   topic,
 		"SUPPRESSD_TOPIC_CONSENT":        topic + "-consent",
 		"SUPPRESSD_TOPIC_ERASURE":        topic + "-erasure",
+		"SUPPRESSD_TOPIC_ADMIN":          topic + "-admin",
+		"SUPPRESSD_TOPIC_LEDGER":         topic + "-ledger",
 		"SUPPRESSD_TOPIC_DEAD_LETTER":    topic + "-dlq",
 		"SUPPRESSD_CONSUMER_GROUP":       topic,
 		"SUPPRESSD_STORE_PREFIX":         teststore.Prefix(),
@@ -70,7 +72,7 @@ func servingEnv(ctx context.Context, t *testing.T, redisAddr string) (brokers []
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	for _, tp := range []string{topic, topic + "-consent", topic + "-erasure", topic + "-dlq"} {
+	for _, tp := range []string{topic, topic + "-consent", topic + "-erasure", topic + "-admin", topic + "-ledger", topic + "-dlq"} {
 		testkafka.CreateTopic(ctx, t, brokers[0], tp, 2)
 	}
 	return brokers, topic
@@ -84,6 +86,14 @@ const testAPIKey = "sdk_serving_test"
 // once serve says it is ready, with its logs.
 func serveInProcess(t *testing.T, roles string) (string, *testenv.Buffer) {
 	t.Helper()
+	addr, logs, _ := serveStoppable(t, roles)
+	return addr, logs
+}
+
+// serveStoppable is serveInProcess with a function that stops serve
+// before the test ends.
+func serveStoppable(t *testing.T, roles string) (string, *testenv.Buffer, func()) {
+	t.Helper()
 	s, err := load(roles)
 	require.NoError(t, err)
 	logs := &testenv.Buffer{}
@@ -91,10 +101,12 @@ func serveInProcess(t *testing.T, roles string) (string, *testenv.Buffer) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, s, s.logger(logs), func(a string) { addr <- a }) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("serve's log:\n%s", logs.String())
+	stopped := false
+	halt := func() {
+		if stopped {
+			return
 		}
+		stopped = true
 		stop()
 		select {
 		case err := <-done:
@@ -102,16 +114,22 @@ func serveInProcess(t *testing.T, roles string) (string, *testenv.Buffer) {
 		case <-time.After(30 * time.Second):
 			t.Error("serve did not stop")
 		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", logs.String())
+		}
+		halt()
 	})
 	select {
 	case a := <-addr:
-		return a, logs
+		return a, logs, halt
 	case err := <-done:
 		t.Fatalf("serve stopped: %v\n%s", err, logs.String())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("serve not ready in time\n%s", logs.String())
 	}
-	return "", nil
+	return "", nil, nil
 }
 
 // checkEmail asks POST /v1/check for an email address: the status and, on

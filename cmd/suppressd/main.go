@@ -50,7 +50,8 @@ func commands() map[string]command {
 		"subjects": {"what is held about a person, and the events on Kafka that shaped it (the access right)", runSubjects},
 		"check":    {"may this contact be contacted? (asks the API; exit 0 allowed, 3 suppressed, 1 no answer, 2 refused)", runCheck},
 		"filter":   {"stream a hashed audience list through the API, keep what may be targeted", runFilter},
-		"rebuild":  {"replay the topics into a fresh store generation and switch to it", runRebuild},
+		"rebuild":  {"replay the ledger into a fresh store generation and switch to it", runRebuild},
+		"ledger":   {"the log of record: backfill it from intake topics consumed before it existed", runLedger},
 		"import":   {"publish a mail provider's suppression export (SES, SendGrid, Postmark, Mailgun, CSV) as suppress events", runImport},
 		"export":   {"stream the suppression list as NDJSON of storage keys, scopes and registers (no identifiers)", runExport},
 	}

@@ -30,7 +30,7 @@ func TestOneClickEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topic := testkafka.Unique("unsub")
-	for _, name := range []string{topic, topic + "-consent", topic + "-erasure", topic + "-dlq"} {
+	for _, name := range []string{topic, topic + "-consent", topic + "-erasure", topic + "-admin", topic + "-ledger", topic + "-dlq"} {
 		testkafka.CreateTopic(ctx, t, brokers[0], name, 3)
 	}
 	apiAddr := freePort(t)
@@ -49,6 +49,8 @@ func TestOneClickEndToEnd(t *testing.T) {
 		"SUPPRESSD_TOPIC_UNSUBSCRIBES":   topic,
 		"SUPPRESSD_TOPIC_CONSENT":        topic + "-consent",
 		"SUPPRESSD_TOPIC_ERASURE":        topic + "-erasure",
+		"SUPPRESSD_TOPIC_ADMIN":          topic + "-admin",
+		"SUPPRESSD_TOPIC_LEDGER":         topic + "-ledger",
 		"SUPPRESSD_TOPIC_DEAD_LETTER":    topic + "-dlq",
 		"SUPPRESSD_CONSUMER_GROUP":       topic,
 		"SUPPRESSD_STORE_PREFIX":         strings.ReplaceAll(testkafka.Unique("oc"), "-", ""),
@@ -68,7 +70,11 @@ func TestOneClickEndToEnd(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- serve(sctx, cfg, cfg.logger(os.Stderr), func(string) { close(ready) }) }()
 	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
-	<-ready
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve stopped before it was ready: %v", err)
+	}
 
 	var out, errb bytes.Buffer
 	require.Equal(t, 0, run(ctx, []string{"link", "--email", "One.Click@example.org", "--scope", "topic:news", "--campaign", "c-42"}, stdio{out: &out, err: &errb}), errb.String())

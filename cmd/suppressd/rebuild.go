@@ -13,8 +13,8 @@ import (
 	"github.com/suppressd/suppressd/store/redisstore"
 )
 
-// runRebuild replays every consumed topic from its first offset into a fresh
-// layout generation, then switches readers to it: the recovery for a lost or
+// runRebuild replays the ledger from its first offset into a fresh layout
+// generation, then switches readers to it: the recovery for a lost or
 // corrupted Redis, and the way to change the key layout. See package
 // rebuild for the steps and why nothing is lost at the seams.
 func runRebuild(ctx context.Context, args []string, io stdio) error {
@@ -25,6 +25,7 @@ func runRebuild(ctx context.Context, args []string, io stdio) error {
 	dropOld := fs.Bool("drop-old", false, "delete the previous generation's keys once the new one is active")
 	grace := fs.Duration("grace", redisstore.Options{}.SwitchGrace(), "wait after announcing the rebuild, so every writer dual-writes")
 	every := fs.Duration("progress", 5*time.Second, "how often to report progress")
+	incomplete := fs.Bool("allow-incomplete-ledger", false, "build from a ledger without a genesis record (one not yet backfilled): DANGEROUS, it may lack opt-outs")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -42,7 +43,7 @@ func runRebuild(ctx context.Context, args []string, io stdio) error {
 		Begun: func(gen, prev string) {
 			fmt.Fprintf(io.out, "rebuilding generation %s (active: %s); writers dual-write from now on\n", gen, orNone(prev))
 		}}
-	p, err := runRebuildWith(ctx, s, d, o, func(p rebuild.Progress) { fmt.Fprintln(io.out, progressLine(p)) })
+	p, err := runRebuildWith(ctx, s, d, o, *incomplete, func(p rebuild.Progress) { fmt.Fprintln(io.out, progressLine(p)) })
 	if err != nil {
 		if p.Generation != "" && !p.Done {
 			fmt.Fprintf(io.out, "rebuild of %s aborted; %s stays active\n", p.Generation, orNone(p.Previous))
@@ -73,11 +74,11 @@ func progressLine(p rebuild.Progress) string {
 	return fmt.Sprintf("progress: %d/%d events (%.1f%%), %d invalid, %.0f events/s", p.Read, p.Total, pct, p.Invalid, p.Rate())
 }
 
-// runRebuildWith rebuilds the store from the consumed topics: the command
+// runRebuildWith rebuilds the store from the ledger: the command
 // and the consumer role's store watch both call it. A negative o.Grace
 // means: none when no generation is active (nobody can be writing), else
 // the store's switch grace.
-func runRebuildWith(ctx context.Context, s *settings, d *storeDeps, o rebuild.Options, progress func(rebuild.Progress)) (rebuild.Progress, error) {
+func runRebuildWith(ctx context.Context, s *settings, d *storeDeps, o rebuild.Options, allowIncomplete bool, progress func(rebuild.Progress)) (rebuild.Progress, error) {
 	gens := generations{d.rebuilds}
 	if o.Grace < 0 {
 		active, err := gens.Active(ctx)
@@ -90,8 +91,7 @@ func runRebuildWith(ctx context.Context, s *settings, d *storeDeps, o rebuild.Op
 		}
 	}
 	o.Progress = progress
-	src := consumer.TopicSource{Kafka: s.Kafka, Topics: s.Topics.All(), Validator: s.validator,
-		Normalizer: s.normalizer, Keyer: s.keyer, BatchSize: s.Consumer.BatchSize}
+	src := consumer.LedgerSource{Kafka: s.Kafka, Topic: s.Topics.Ledger, AllowIncomplete: allowIncomplete}
 	p, err := rebuild.Run(ctx, gens, src, o)
 	if p.Generation != "" && !p.Done && !errors.Is(err, redisstore.ErrRebuildBusy) {
 		return p, fmt.Errorf("rebuild of %s: %w", p.Generation, err)

@@ -14,10 +14,11 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/consumer"
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
 	"github.com/suppressd/suppressd/internal/teststore"
-	"github.com/suppressd/suppressd/schemas"
+	"github.com/suppressd/suppressd/ledger"
 	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
 )
@@ -32,61 +33,69 @@ func unsubscribeEvent(t *testing.T, id, email string, at time.Time) suppression.
 	return e
 }
 
-// TestRebuildFromKafka loses nothing: a rebuild replays the topics into a
-// new generation on the Redis Cluster while a writer keeps applying events,
+// TestRebuildFromTheLedger loses nothing: a rebuild replays the ledger into
+// a new generation on the Redis Cluster while the apply stage keeps going,
 // switches to it, and drops the old one.
-func TestRebuildFromKafka(t *testing.T) {
+func TestRebuildFromTheLedger(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	clusterAddrs := testenv.RedisClusterAddrs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	topic := testkafka.Unique("unsub")
+	topic := testkafka.Unique("ledger")
 	testkafka.CreateTopic(ctx, t, brokers[0], topic, 3)
 	prefix := strings.ReplaceAll(testkafka.Unique("r"), "-", "")
 	for k, v := range map[string]string{
-		"SUPPRESSD_KAFKA_BROKERS":      strings.Join(brokers, ","),
-		"SUPPRESSD_REDIS_ADDRS":        strings.Join(clusterAddrs, ","),
-		"SUPPRESSD_REDIS_CLUSTER":      "true",
-		"SUPPRESSD_TOPIC_UNSUBSCRIBES": topic, "SUPPRESSD_TOPIC_CONSENT": "", "SUPPRESSD_TOPIC_ERASURE": "",
-		"SUPPRESSD_STORE_PREFIX": prefix,
+		"SUPPRESSD_KAFKA_BROKERS": strings.Join(brokers, ","),
+		"SUPPRESSD_REDIS_ADDRS":   strings.Join(clusterAddrs, ","),
+		"SUPPRESSD_REDIS_CLUSTER": "true",
+		"SUPPRESSD_TOPIC_LEDGER":  topic,
+		"SUPPRESSD_STORE_PREFIX":  prefix,
 	} {
 		t.Setenv(k, v)
 	}
 
+	keyer := suppression.NewKeyer(nil) // the command's: no pepper configured
+	norm := suppression.Normalizer{}
+	// recordOf is what the ingest stage makes of an event.
+	recordOf := func(e suppression.Event) (ledger.Record, kafka.Message) {
+		keys, err := norm.Expand(e.Identifiers...)
+		require.NoError(t, err)
+		rec := ledger.FromEvent(&e, keyer.StorageKeys(nil, keys), e.OccurredAt)
+		raw, err := ledger.Encode(&rec)
+		require.NoError(t, err)
+		return rec, kafka.Message{Key: rec.Keys[0][:], Value: raw}
+	}
+	writesFor := func(e suppression.Event) []suppression.Write {
+		rec, _ := recordOf(e)
+		return rec.AppendWrites(nil)
+	}
+
 	const n = 300
 	at := time.Now().Add(-time.Hour)
-	var msgs []kafka.Message
+	msgs := []kafka.Message{consumer.GenesisMessage(at.Add(-time.Hour))}
 	emails := make([]string, n)
 	for i := range emails {
 		emails[i] = fmt.Sprintf("rebuild%d@example.org", i)
-		raw, err := schemas.Encode(unsubscribeEvent(t, fmt.Sprintf("r-%d", i), emails[i], at))
-		require.NoError(t, err)
-		msgs = append(msgs, kafka.Message{Key: []byte(emails[i]), Value: raw})
+		_, msg := recordOf(unsubscribeEvent(t, fmt.Sprintf("r-%d", i), emails[i], at))
+		msgs = append(msgs, msg)
 	}
-	msgs = append(msgs, kafka.Message{Key: []byte("bad"), Value: []byte(`{"not":"an event"}`)})
+	msgs = append(msgs, kafka.Message{Key: []byte("bad"), Value: []byte(`{"not":"a ledger record"}`)})
 	w := testkafka.Writer(brokers, topic)
 	defer w.Close()
 	require.NoError(t, w.WriteMessages(ctx, msgs...))
 
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: clusterAddrs})
 	defer rdb.Close()
-	keyer := suppression.NewKeyer(nil) // the command's: no pepper configured
 	gens := teststore.Build(t, rdb, redisstore.Options{Prefix: prefix, Keying: keyer.Fingerprint(), Refresh: 100 * time.Millisecond})
-	norm := suppression.Normalizer{}
-	writesFor := func(e suppression.Event) []suppression.Write {
-		keys, err := norm.Expand(e.Identifiers...)
-		require.NoError(t, err)
-		return suppression.AppendWrites(nil, &e, keyer.StorageKeys(nil, keys))
-	}
 	// The old generation holds something only it has: it must be gone after --drop-old.
 	_, err := gens.Apply(ctx, writesFor(unsubscribeEvent(t, "old-only", "old.only@example.org", at)))
 	require.NoError(t, err)
 
-	// A live consumer keeps going during the rebuild: each event is
-	// published to the topic and then applied, as the consumer would. Events
-	// it applied before it noticed the rebuild reach the new generation by
-	// replay, later ones by its dual writes.
+	// The apply stage keeps going during the rebuild: each record reaches
+	// the ledger and is then applied, as the stages would. Records applied
+	// before it noticed the rebuild reach the new generation by replay,
+	// later ones by its dual writes.
 	var wg sync.WaitGroup
 	var live atomic.Int64
 	liveCtx, stopLive := context.WithCancel(ctx)
@@ -95,8 +104,8 @@ func TestRebuildFromKafka(t *testing.T) {
 		defer wg.Done()
 		for i := 0; liveCtx.Err() == nil; i++ {
 			e := unsubscribeEvent(t, fmt.Sprintf("live-%d", i), fmt.Sprintf("live%d@example.org", i), time.Now())
-			raw, err := schemas.Encode(e)
-			if err != nil || w.WriteMessages(liveCtx, kafka.Message{Key: []byte(e.ID), Value: raw}) != nil {
+			_, msg := recordOf(e)
+			if w.WriteMessages(liveCtx, msg) != nil {
 				return
 			}
 			if _, err := gens.Apply(liveCtx, writesFor(e)); err == nil {
@@ -136,7 +145,7 @@ func TestRebuildFromKafka(t *testing.T) {
 		}
 		return c
 	}
-	require.Equal(t, n, count(emails), "every event of the topic is in the new generation")
+	require.Equal(t, n, count(emails), "every record of the ledger is in the new generation")
 	require.Zero(t, count([]string{"old.only@example.org"}), "the old generation is dropped, and nothing of it was copied")
 	var liveEmails []string
 	for i := 0; i < int(live.Load()); i++ {
@@ -150,4 +159,24 @@ func TestRebuildFromKafka(t *testing.T) {
 	errb.Reset()
 	require.Equal(t, 1, run(ctx, []string{"rebuild", "--generation", "g2", "--grace", "0s"}, stdio{out: &out, err: &errb}))
 	require.Contains(t, errb.String(), "generation g2 is the active one")
+
+	// A ledger that does not begin with its genesis record may be missing
+	// history (intake events from before the ledger existed): a rebuild from
+	// it would forget those opt-outs, so it is refused unless forced.
+	partial := testkafka.Unique("ledger")
+	testkafka.CreateTopic(ctx, t, brokers[0], partial, 1)
+	pw := testkafka.Writer(brokers, partial)
+	defer pw.Close()
+	_, msg := recordOf(unsubscribeEvent(t, "partial-1", "partial@example.org", at))
+	require.NoError(t, pw.WriteMessages(ctx, msg))
+	t.Setenv("SUPPRESSD_TOPIC_LEDGER", partial)
+	out.Reset()
+	errb.Reset()
+	require.Equal(t, 1, run(ctx, []string{"rebuild", "--grace", "0s"}, stdio{out: &out, err: &errb}), "stdout:\n%s", out.String())
+	require.Contains(t, errb.String(), "the ledger has no genesis record")
+	require.Contains(t, out.String(), "rebuild of g3 aborted; g2 stays active")
+	active, err := gens.Active(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "g2", active)
+	require.Equal(t, n, count(emails), "the refused rebuild changed nothing readers see")
 }

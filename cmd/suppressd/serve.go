@@ -83,12 +83,22 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 			return nil
 		}, func(error) { cancel() })
 	}
-	if contains(s.Roles, "consumer") {
-		if err := addConsumer(&g, s, d, log, reg); err != nil {
+	if s.has("ingest") {
+		if err := addIngest(&g, s, log, reg); err != nil {
 			return err
 		}
 	}
-	handler, addr := ops.Handler(d.store.Ready, reg, 0), s.OpsAddr
+	if s.has("apply") {
+		if err := addApply(&g, s, d, log, reg); err != nil {
+			return err
+		}
+	}
+	storeReady := d.store.Ready
+	if !s.has("apply") && !contains(s.Roles, "api") {
+		// The ingest stage alone does not touch the store.
+		storeReady = func(context.Context) error { return nil }
+	}
+	handler, addr := ops.Handler(storeReady, reg, 0), s.OpsAddr
 	if contains(s.Roles, "api") {
 		pub, closePub, err := newPublisher(s)
 		if err != nil {
@@ -134,7 +144,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 		rctx, stopWaiting := context.WithCancel(ctx)
 		defer stopWaiting()
 		go func() {
-			for contains(s.Roles, "consumer") && d.store.Ready(rctx) != nil {
+			for s.has("apply") && d.store.Ready(rctx) != nil {
 				select {
 				case <-rctx.Done():
 					return
@@ -149,7 +159,43 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 	return err
 }
 
-func addConsumer(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger, reg prometheus.Registerer) error {
+// stageReader is a consumer group reader of the stages.
+func stageReader(s *settings, dialer *kafka.Dialer, group string, topics []string, log *slog.Logger) *kafka.Reader {
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers: s.Kafka.Brokers, GroupID: group, GroupTopics: topics,
+		Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
+		SessionTimeout: s.Consumer.SessionTimeout,
+		QueueCapacity:  max(100, s.Consumer.BatchSize),
+		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "group", group, "err", fmt.Sprintf(f, a...)) }),
+	})
+}
+
+func (s *settings) stageOptions(stage string) consumer.Options {
+	return consumer.Options{
+		Stage: stage, BatchSize: s.Consumer.BatchSize, BatchWait: s.Consumer.BatchWait,
+		BackoffMin: s.Consumer.BackoffMin, BackoffMax: s.Consumer.BackoffMax, ShutdownGrace: s.Consumer.ShutdownGrace,
+	}
+}
+
+// addStage runs a stage's consumer in the group until the group stops.
+func addStage(g *oklogrun.Group, c *consumer.Consumer, closers ...interface{ Close() error }) {
+	cctx, cancel := context.WithCancel(context.Background())
+	g.Add(func() error {
+		err := c.Run(cctx)
+		// Closing the reader leaves the group, so the partitions move at
+		// once instead of after the session timeout.
+		for _, cl := range closers {
+			err = errors.Join(err, cl.Close())
+		}
+		return err
+	}, func(error) { cancel() })
+}
+
+// addIngest runs the ingest stage: intake topics to the ledger. A new
+// deployment (its group never committed an intake offset) starts a
+// complete ledger: it writes the genesis record first.
+func addIngest(g *oklogrun.Group, s *settings, log *slog.Logger, reg prometheus.Registerer) error {
 	dialer, err := s.Kafka.Dialer()
 	if err != nil {
 		return err
@@ -158,7 +204,103 @@ func addConsumer(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger,
 	if err != nil {
 		return err
 	}
-	if err := checkTopics(s, transport); err != nil {
+	if err := checkTopics(s, transport, append(s.Topics.All(), s.Topics.Ledger, s.Topics.DeadLetter)); err != nil {
+		return err
+	}
+	ledgerW := &kafka.Writer{
+		Addr: kafka.TCP(s.Kafka.Brokers...), Topic: s.Topics.Ledger, Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Balancer: &kafka.Hash{},
+		BatchSize: 10000, BatchBytes: 16 << 20, MaxAttempts: 3,
+	}
+	if err := startLedger(s, ledgerW, log); err != nil {
+		_ = ledgerW.Close()
+		return err
+	}
+	dlq := deadLetterWriter(s, transport)
+	reader := stageReader(s, dialer, s.Consumer.Group, s.Topics.All(), log)
+	ing := &consumer.Ingest{Validator: s.validator, Normalizer: s.normalizer, Keyer: s.keyer, Ledger: ledgerW, AdminTopic: s.Topics.Admin}
+	addStage(g, consumer.New(reader, dlq, ing, s.stageOptions("ingest"), log, reg), reader, dlq, ledgerW)
+	addDeadLetterAge(g, s, log, reg)
+	log.Info("ingest stage", "topics", s.Topics.All(), "group", s.Consumer.Group, "ledger", s.Topics.Ledger, "dead_letter", s.Topics.DeadLetter)
+	return nil
+}
+
+// addDeadLetterAge publishes the age of the oldest dead letter each minute:
+// dead letters hold raw events and their topic a finite retention, so an
+// event waiting for repair must be repaired before Kafka deletes it.
+func addDeadLetterAge(g *oklogrun.Group, s *settings, log *slog.Logger, reg prometheus.Registerer) {
+	age := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "suppressd_dead_letter_oldest_seconds",
+		Help: "Age of the oldest event on the dead-letter topic (0 when empty): repair it before the topic's retention deletes it.",
+	})
+	reg.MustRegister(age)
+	ctx, cancel := context.WithCancel(context.Background())
+	g.Add(func() error {
+		for {
+			cctx, done := context.WithTimeout(ctx, 30*time.Second)
+			d, err := consumer.OldestAge(cctx, s.Kafka, s.Topics.DeadLetter, time.Now())
+			done()
+			if err == nil {
+				age.Set(d.Seconds())
+			} else if ctx.Err() == nil {
+				log.Warn("could not read the dead-letter topic's oldest event", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Minute):
+			}
+		}
+	}, func(error) { cancel() })
+}
+
+// startLedger writes the genesis record when the ingest group has never
+// committed an intake offset: a new deployment, whose ledger holds every
+// event from the start. A group that has committed offsets consumed
+// events before the ledger existed; `suppressd ledger backfill` copies
+// them and writes the genesis record then.
+func startLedger(s *settings, w *kafka.Writer, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ranges, err := s.Kafka.Ranges(ctx, s.Topics.All())
+	if err != nil {
+		return err
+	}
+	committed, err := s.Kafka.Committed(ctx, s.Consumer.Group, ranges)
+	if err != nil {
+		return err
+	}
+	for _, c := range committed {
+		if c >= 0 {
+			return nil
+		}
+	}
+	if err := w.WriteMessages(ctx, consumer.GenesisMessage(time.Now())); err != nil {
+		return fmt.Errorf("write the ledger's genesis record: %w", err)
+	}
+	log.Info("new deployment: the ledger starts complete (genesis record written)")
+	return nil
+}
+
+func deadLetterWriter(s *settings, transport *kafka.Transport) *kafka.Writer {
+	return &kafka.Writer{
+		Addr: kafka.TCP(s.Kafka.Brokers...), Topic: s.Topics.DeadLetter, Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Balancer: &kafka.Hash{},
+	}
+}
+
+// addApply runs the apply stage (the ledger into the store) and the store
+// watch that rebuilds an emptied store from the ledger.
+func addApply(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger, reg prometheus.Registerer) error {
+	dialer, err := s.Kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	transport, err := s.Kafka.Transport()
+	if err != nil {
+		return err
+	}
+	if err := checkTopics(s, transport, []string{s.Topics.Ledger, s.Topics.DeadLetter}); err != nil {
 		return err
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -167,35 +309,14 @@ func addConsumer(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger,
 	if err != nil {
 		return fmt.Errorf("SUPPRESSD_STORE_DURABILITY: %w", err)
 	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: s.Kafka.Brokers, GroupID: s.Consumer.Group, GroupTopics: s.Topics.All(),
-		Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
-		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
-		SessionTimeout: s.Consumer.SessionTimeout,
-		QueueCapacity:  max(100, s.Consumer.BatchSize),
-		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "err", fmt.Sprintf(f, a...)) }),
-	})
-	dlq := &kafka.Writer{
-		Addr: kafka.TCP(s.Kafka.Brokers...), Topic: s.Topics.DeadLetter, Transport: transport,
-		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Balancer: &kafka.Hash{},
-	}
-	c := consumer.New(reader, dlq, d.store, s.validator, consumer.Options{
-		BatchSize: s.Consumer.BatchSize, BatchWait: s.Consumer.BatchWait,
-		BackoffMin: s.Consumer.BackoffMin, BackoffMax: s.Consumer.BackoffMax,
-		ShutdownGrace: s.Consumer.ShutdownGrace, Normalizer: s.normalizer, Keyer: s.keyer,
-	}, log, reg)
-	cctx, cancel := context.WithCancel(context.Background())
-	g.Add(func() error {
-		err := c.Run(cctx)
-		// Close leaves the group, so the partitions move at once instead
-		// of after the session timeout.
-		return errors.Join(err, reader.Close(), dlq.Close())
-	}, func(error) { cancel() })
+	dlq := deadLetterWriter(s, transport)
+	reader := stageReader(s, dialer, s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log)
+	addStage(g, consumer.New(reader, dlq, &consumer.Apply{Store: d.store}, s.stageOptions("apply"), log, reg), reader, dlq)
 
 	w := newStoreWatch(s, d, log, reg)
 	wctx, stopWatch := context.WithCancel(context.Background())
 	g.Add(func() error { w.run(wctx); return nil }, func(error) { stopWatch() })
-	log.Info("consumer role", "topics", s.Topics.All(), "group", s.Consumer.Group, "dead_letter", s.Topics.DeadLetter,
+	log.Info("apply stage", "ledger", s.Topics.Ledger, "group", s.Consumer.applyGroup(),
 		"auto_rebuild", s.AutoRebuild, "durability", s.storeOpts.Durability.String())
 	return nil
 }
@@ -274,7 +395,7 @@ func (w *storeWatch) check(ctx context.Context) {
 		return
 	}
 	w.log.Warn("the store holds no suppression list; rebuilding it from Kafka", "err", err)
-	p, err := runRebuildWith(ctx, w.s, w.d, rebuild.Options{Owner: w.owner, Grace: -1}, nil)
+	p, err := runRebuildWith(ctx, w.s, w.d, rebuild.Options{Owner: w.owner, Grace: -1}, false, nil)
 	switch {
 	case errors.Is(err, redisstore.ErrRebuildBusy):
 		w.runs.WithLabelValues("busy").Inc()
@@ -305,18 +426,17 @@ func newPublisher(s *settings) (*publish.Publisher, func(), error) {
 		return nil, nil, err
 	}
 	w := publish.NewWriter(s.Kafka.Brokers, transport)
-	topics := publish.Topics{Unsubscribes: s.Topics.Unsubscribes, Consent: s.Topics.Consent, Erasure: s.Topics.Erasure}
+	topics := publish.Topics{Unsubscribes: s.Topics.Unsubscribes, Consent: s.Topics.Consent, Erasure: s.Topics.Erasure, Admin: s.Topics.Admin}
 	return publish.New(w, topics, s.normalizer, 0), func() { _ = w.Close() }, nil
 }
 
 // checkTopics fails start-up when a topic the consumer needs is missing: a
 // consumer group over a missing topic never gets its partitions, and would
 // wait in silence.
-func checkTopics(s *settings, transport *kafka.Transport) error {
+func checkTopics(s *settings, transport *kafka.Transport, topics []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client := &kafka.Client{Addr: kafka.TCP(s.Kafka.Brokers...), Transport: transport}
-	topics := append(s.Topics.All(), s.Topics.DeadLetter)
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return fmt.Errorf("kafka at %s: %w", strings.Join(s.Kafka.Brokers, ","), err)

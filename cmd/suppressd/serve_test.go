@@ -21,9 +21,9 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/internal/kafkaconn"
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
-	"github.com/suppressd/suppressd/internal/teststore"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
@@ -63,12 +63,12 @@ type proc struct {
 	ops    string
 }
 
-func startServe(t *testing.T, env []string) *proc {
+func startServe(t *testing.T, env []string, role string) *proc {
 	t.Helper()
 	bin, err := buildBinary()
 	require.NoError(t, err)
 	p := &proc{stderr: &testenv.Buffer{}, ops: freePort(t)}
-	p.cmd = exec.Command(bin, "serve", "--role", "consumer")
+	p.cmd = exec.Command(bin, "serve", "--role", role)
 	p.cmd.Env = append(append(os.Environ(), env...), "SUPPRESSD_OPS_ADDR="+p.ops)
 	p.cmd.Stderr = p.stderr
 	require.NoError(t, p.cmd.Start())
@@ -101,18 +101,21 @@ func (p *proc) metrics(t *testing.T) string {
 	return string(b)
 }
 
-// TestServeConsumerSurvivesSIGKILL runs the real binary as a consumer, kills
-// it with SIGKILL in the middle of a stream, starts it again, and requires
-// every event applied exactly as once: the final records equal the ones
-// the merge rule computes from the events.
-func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
+// TestServeStagesSurviveSIGKILL runs the real binary's two stages as
+// processes of their own (`serve --role ingest` and `serve --role apply`)
+// and kills each with SIGKILL in the middle of a stream, then starts it
+// again: every event is applied exactly as once (the final records equal
+// the ones the merge rule computes), none lost at either stage.
+func TestServeStagesSurviveSIGKILL(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	redisAddr := testenv.RedisAddr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	topic, dlq := testkafka.Unique("unsub"), testkafka.Unique("dlq")
 	testkafka.CreateTopic(ctx, t, brokers[0], topic, 3)
+	testkafka.CreateTopic(ctx, t, brokers[0], topic+"-admin", 1)
+	testkafka.CreateTopic(ctx, t, brokers[0], topic+"-ledger", 3)
 	testkafka.CreateTopic(ctx, t, brokers[0], dlq, 1)
 	prefix := strings.ReplaceAll(testkafka.Unique("k"), "-", "")
 	pepper := []byte("0123456789abcdef-test-pepper")
@@ -120,6 +123,7 @@ func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
 		"SUPPRESSD_KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"SUPPRESSD_REDIS_ADDRS=" + redisAddr,
 		"SUPPRESSD_TOPIC_UNSUBSCRIBES=" + topic, "SUPPRESSD_TOPIC_CONSENT=", "SUPPRESSD_TOPIC_ERASURE=",
+		"SUPPRESSD_TOPIC_ADMIN=" + topic + "-admin", "SUPPRESSD_TOPIC_LEDGER=" + topic + "-ledger",
 		"SUPPRESSD_TOPIC_DEAD_LETTER=" + dlq,
 		"SUPPRESSD_CONSUMER_GROUP=" + topic,
 		"SUPPRESSD_CONSUMER_BATCH_SIZE=10",
@@ -145,16 +149,12 @@ func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
 		require.NoError(t, err)
 		msgs[i] = kafka.Message{Key: []byte(e.Identifiers[0].Value), Value: raw}
 	}
-	w := testkafka.Writer(brokers, topic)
-	defer w.Close()
-	require.NoError(t, w.WriteMessages(ctx, msgs...))
 
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
-	// A deployment that has run before: its store is built, so the
-	// consumer consumes instead of rebuilding from the topic.
 	keyer := suppression.NewKeyer(pepper)
-	store := teststore.Build(t, rdb, redisstore.Options{Prefix: prefix, Keying: keyer.Fingerprint()})
+	store, err := redisstore.New(rdb, redisstore.Options{Prefix: prefix, Keying: keyer.Fingerprint()})
+	require.NoError(t, err)
 	norm := suppression.Normalizer{DefaultRegion: "US"}
 	keys := make([]suppression.StorageKey, n)
 	for i, e := range events {
@@ -164,7 +164,9 @@ func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
 	}
 	applied := func() int {
 		recs, err := store.Get(ctx, suppression.DefaultNamespace, keys)
-		require.NoError(t, err)
+		if err != nil {
+			return 0 // not built yet
+		}
 		c := 0
 		for _, r := range recs {
 			if r != nil {
@@ -173,23 +175,54 @@ func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
 		}
 		return c
 	}
-
-	first := startServe(t, env)
-	for applied() < n/10 {
-		time.Sleep(10 * time.Millisecond)
+	ledgered := func() int64 {
+		ranges, err := kafkaconn.Config{Brokers: brokers}.Ranges(ctx, []string{topic + "-ledger"})
+		require.NoError(t, err)
+		var n int64
+		for _, r := range ranges {
+			n += r.End
+		}
+		return n
 	}
-	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
-	_ = first.cmd.Wait()
+	waitFor := func(what string, cond func() bool, logs ...*proc) {
+		deadline := time.Now().Add(90 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				var all string
+				for _, p := range logs {
+					all += p.stderr.String()
+				}
+				t.Fatalf("timed out waiting for %s:\n%s", what, all)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	// Ingest first: a new deployment, it starts the ledger with its genesis
+	// record; apply then builds the store from that (empty) ledger.
+	ingest := startServe(t, env, "ingest")
+	apply := startServe(t, env, "apply")
+	w := testkafka.Writer(brokers, topic)
+	defer w.Close()
+	require.NoError(t, w.WriteMessages(ctx, msgs...))
+
+	// The ingest stage dies mid-stream.
+	waitFor("some ledger records", func() bool { return ledgered() > n/10 }, ingest)
+	require.NoError(t, ingest.cmd.Process.Signal(syscall.SIGKILL))
+	_ = ingest.cmd.Wait()
+	t.Logf("ingest killed with %d of %d events on the ledger", ledgered(), n)
+	ingest2 := startServe(t, env, "ingest")
+
+	// Then the apply stage.
+	waitFor("some applied", func() bool { return applied() > n/4 }, apply, ingest2)
+	require.NoError(t, apply.cmd.Process.Signal(syscall.SIGKILL))
+	_ = apply.cmd.Wait()
 	atKill := applied()
-	require.Less(t, atKill, n, "the process was killed before it finished (make the stream longer if this fails)")
-	t.Logf("killed with %d of %d applied", atKill, n)
+	require.Less(t, atKill, n, "the apply stage was killed before it finished (make the stream longer if this fails)")
+	t.Logf("apply killed with %d of %d applied", atKill, n)
+	apply2 := startServe(t, env, "apply")
 
-	second := startServe(t, env)
-	deadline := time.Now().Add(90 * time.Second)
-	for applied() < n {
-		require.True(t, time.Now().Before(deadline), "only %d of %d applied after restart:\n%s", applied(), n, second.stderr.String())
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor("every event applied", func() bool { return applied() == n }, apply2, ingest2)
 	// Exactly once in effect: each record is the single register the event makes.
 	recs, err := store.Get(ctx, suppression.DefaultNamespace, keys)
 	require.NoError(t, err)
@@ -197,14 +230,17 @@ func TestServeConsumerSurvivesSIGKILL(t *testing.T) {
 		want := suppression.Record{"email": {suppression.Register(events[i].Change())}}
 		require.Equal(t, want, rec, "event %d", i)
 	}
-	m := second.metrics(t)
-	require.Contains(t, m, `suppressd_consumer_events_total{outcome="applied",type="unsubscribe"}`)
+	m := apply2.metrics(t)
+	require.Contains(t, m, `suppressd_consumer_events_total{outcome="applied",stage="apply",type="unsubscribe"}`)
 	require.Contains(t, m, "suppressd_optout_freshness_seconds_bucket")
+	require.NotContains(t, m, "suppressd_api_requests_total", "the api role is not running")
 
 	// SIGTERM: a clean exit, status 0.
-	require.NoError(t, second.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, second.cmd.Wait(), second.stderr.String())
-	logs := first.stderr.String() + second.stderr.String()
+	for _, p := range []*proc{ingest2, apply2} {
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, p.cmd.Wait(), p.stderr.String())
+	}
+	logs := ingest.stderr.String() + ingest2.stderr.String() + apply.stderr.String() + apply2.stderr.String()
 	require.Contains(t, logs, `"msg":"consuming"`)
 	require.NotContains(t, logs, "@example.org", "no address in any log line")
 }
@@ -226,7 +262,7 @@ func TestServeRefusesMissingTopics(t *testing.T) {
 // anything starts, with exit 2 and a line naming the variable.
 func TestServeRejectsBadConfig(t *testing.T) {
 	for _, tc := range []struct{ env, want string }{
-		{"SUPPRESSD_ROLE=janitor", `SUPPRESSD_ROLE: unknown role "janitor" (got "janitor", want api or consumer, or both, comma-separated)`},
+		{"SUPPRESSD_ROLE=janitor", `SUPPRESSD_ROLE: unknown role "janitor" (got "janitor", want api, consumer, ingest, apply, several comma-separated)`},
 		{"SUPPRESSD_PEPPER=short", "SUPPRESSD_PEPPER: not base64 (want at least 16 random bytes, base64-encoded)"},
 		{"SUPPRESSD_PEPPER=c2hvcnQ=", "SUPPRESSD_PEPPER: too short: 5 bytes (want at least 16 random bytes)"},
 		{"SUPPRESSD_PHONE_REGION=XX", `SUPPRESSD_PHONE_REGION: not a region (got "XX", want an ISO 3166-1 alpha-2 code such as US, or empty)`},

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/suppressd/suppressd/consumer"
+	"github.com/suppressd/suppressd/ledger"
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -60,40 +61,36 @@ func runSubjects(ctx context.Context, args []string, io stdio) error {
 		return err
 	}
 	defer d.close()
-	ends, err := s.Kafka.Ranges(ctx, s.Topics.All())
+	// The ledger is the audit trail: a person's records are found by their
+	// storage keys, and still there after the intake topics' retention
+	// removed the raw events.
+	sks := s.keyer.StorageKeys(nil, keys)
+	var history []subjectEvent
+	err = consumer.ReadLedger(ctx, s.Kafka, s.Topics.Ledger, func(msg kafka.Message, rec ledger.Record, err error) error {
+		if err != nil || rec.Namespace != *namespace {
+			return nil
+		}
+		var matched []string
+		for i, k := range sks {
+			if slices.Contains(rec.Keys, k) {
+				matched = append(matched, keys[i].String())
+			}
+		}
+		if len(matched) == 0 {
+			return nil
+		}
+		history = append(history, subjectEvent{
+			At: rec.OccurredAt.UTC().Format(time.RFC3339Nano), Type: string(rec.Type), Scopes: scopeStrings(rec.Scopes),
+			Reason: string(rec.Reason), Origin: string(rec.Origin), Source: rec.Source, ID: rec.ID,
+			Keys: matched, Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, at: rec.OccurredAt,
+		})
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	var history []subjectEvent
-	for _, pr := range ends {
-		err := s.Kafka.ReadRange(ctx, pr, func(msg kafka.Message) error {
-			dec, err := s.validator.Decode(msg.Value, consumer.Reference(msg.Time, time.Now()), s.normalizer)
-			if err != nil || dec.Event.Namespace != *namespace {
-				return nil
-			}
-			var matched []string
-			for _, k := range dec.Keys {
-				if slices.Contains(keys, k) {
-					matched = append(matched, k.String())
-				}
-			}
-			if len(matched) == 0 {
-				return nil
-			}
-			e := dec.Event
-			history = append(history, subjectEvent{
-				At: e.OccurredAt.UTC().Format(time.RFC3339Nano), Type: string(e.Type), Scopes: scopeStrings(e.Scopes),
-				Reason: string(e.Reason), Origin: string(e.Origin), Source: e.Source, ID: e.ID, Justification: e.Justification,
-				Keys: matched, Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset, at: e.OccurredAt,
-			})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
 	sort.SliceStable(history, func(i, j int) bool { return history[i].at.Before(history[j].at) })
-	recs, err := d.store.Get(ctx, *namespace, s.keyer.StorageKeys(nil, keys))
+	recs, err := d.store.Get(ctx, *namespace, sks)
 	if err != nil {
 		return err
 	}
@@ -132,9 +129,6 @@ func runSubjects(ctx context.Context, args []string, io stdio) error {
 		}
 		line += fmt.Sprintf(" origin=%s source=%s id=%s keys=%s (%s[%d]@%d)", e.Origin, e.Source, e.ID,
 			strings.Join(e.Keys, ","), e.Topic, e.Partition, e.Offset)
-		if e.Justification != "" {
-			line += fmt.Sprintf(" justification=%q", e.Justification)
-		}
 		fmt.Fprintln(io.out, "  "+line)
 	}
 	fmt.Fprintln(io.out, "state held now:")
@@ -170,14 +164,13 @@ type subjectsJSON struct {
 
 type subjectEvent struct {
 	// At is when the person acted (the event's time).
-	At            string   `json:"at"`
-	Type          string   `json:"type"`
-	Scopes        []string `json:"scopes"`
-	Reason        string   `json:"reason,omitempty"`
-	Origin        string   `json:"origin"`
-	Source        string   `json:"source"`
-	ID            string   `json:"id"`
-	Justification string   `json:"justification,omitempty"`
+	At     string   `json:"at"`
+	Type   string   `json:"type"`
+	Scopes []string `json:"scopes"`
+	Reason string   `json:"reason,omitempty"`
+	Origin string   `json:"origin"`
+	Source string   `json:"source"`
+	ID     string   `json:"id"`
 	// Keys are the person's match keys the event names.
 	Keys []string `json:"keys"`
 	// Topic, Partition and Offset say where the event is on Kafka.

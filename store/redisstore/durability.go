@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -211,4 +210,4 @@ func (g *generation) applyOnNode(ctx context.Context, node *redis.Client, calls 
 
 // errNotDurable: the writes were made but not confirmed as durable as
 // configured; the caller must not count them done.
-var errNotDurable = errors.New("not durable yet")
+var errNotDurable = suppression.ErrNotDurable

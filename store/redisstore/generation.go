@@ -173,52 +173,30 @@ func (g *generation) get(ctx context.Context, ns string, keys []suppression.Stor
 			yield(i, k)
 		}
 	})
-	type call struct {
-		grp  *group
-		keys []string
-		args []any
-	}
-	calls := make([]call, 0, len(b.order))
+	calls := make([]readCall, 0, len(b.order))
 	for _, gn := range b.order {
-		grp := b.groups[gn]
-		// Fields per bucket, in bucket order, as read.lua wants them.
-		perBucket := make([][]string, len(grp.keys))
-		for _, f := range grp.fields {
-			perBucket[f.bucket] = append(perBucket[f.bucket], f.field)
-		}
-		args := make([]any, 0, 2*len(grp.keys)+len(grp.fields))
-		for bi, fs := range perBucket {
-			args = append(args, bi+2, len(fs))
-			for _, f := range fs {
-				args = append(args, f)
-			}
-		}
-		calls = append(calls, call{grp: grp, keys: append([]string{grp.marker}, grp.keys...), args: args})
+		calls = append(calls, readCall{grp: b.groups[gn]})
 	}
-	var cmds []*redis.Cmd
-	run := func() (int, error) {
-		cmds = make([]*redis.Cmd, len(calls))
-		if len(calls) == 1 {
-			// One group (most single checks): a plain command, no pipeline.
-			cmds[0] = readScript.EvalSha(ctx, g.rdb, calls[0].keys, calls[0].args...)
-			return 0, cmds[0].Err()
-		}
-		_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, c := range calls {
-				cmds[i] = readScript.EvalSha(ctx, p, c.keys, c.args...)
-			}
-			return nil
-		})
-		return 0, err
+	// Each group is read in one atomic step, in the group's slot: the
+	// marker's EXISTS and the buckets' HMGETs see the same instant. A
+	// missing marker means the data is gone, not that nobody is
+	// suppressed. A transaction per group on a single server (fast, native
+	// on miniredis too); on a cluster, where a pipeline of transactions
+	// cannot be routed by slot, read.lua, one call per group.
+	reads := make([]groupRead, len(calls))
+	var err error
+	if _, cluster := g.rdb.(*redis.ClusterClient); cluster {
+		err = g.readScripted(ctx, calls, reads)
+	} else {
+		err = g.readTransaction(ctx, calls, reads)
 	}
-	if _, err := g.withScripts(ctx, run); err != nil {
+	if err != nil {
 		return nil, g.wrap(fmt.Sprintf("read %d keys", len(keys)), err)
 	}
 	out := make([]suppression.Record, len(keys))
 	for ci, c := range calls {
-		vals, err := cmds[ci].Slice()
-		if err != nil {
-			return nil, g.wrap(fmt.Sprintf("read %d keys", len(keys)), err)
+		if !reads[ci].present {
+			return nil, g.wrap(fmt.Sprintf("read %d keys", len(keys)), fmt.Errorf("NOTBUILT marker %s is missing", c.grp.marker))
 		}
 		// Values come back bucket by bucket, each bucket's fields in the
 		// order they were listed.
@@ -226,18 +204,16 @@ func (g *generation) get(ctx context.Context, ns string, keys []suppression.Stor
 		for fi, f := range c.grp.fields {
 			perBucket[f.bucket] = append(perBucket[f.bucket], fi)
 		}
-		vi := 0
-		for _, fis := range perBucket {
-			for _, fi := range fis {
-				v := vals[vi]
-				vi++
-				s, ok := v.(string)
+		for bi, fis := range perBucket {
+			vals := reads[ci].buckets[bi]
+			for j, fi := range fis {
+				s, ok := vals[j].(string)
 				if !ok {
 					continue
 				}
 				rec, err := decodeRecord([]byte(s))
 				if err != nil {
-					return nil, fmt.Errorf("bucket %s: %w", c.grp.keys[c.grp.fields[fi].bucket], err)
+					return nil, fmt.Errorf("bucket %s: %w", c.grp.keys[bi], err)
 				}
 				for _, slot := range c.grp.fields[fi].slots {
 					out[slot] = rec
@@ -246,6 +222,102 @@ func (g *generation) get(ctx context.Context, ns string, keys []suppression.Stor
 		}
 	}
 	return out, nil
+}
+
+type readCall struct{ grp *group }
+
+// fieldsByBucket lists the group's fields per bucket, in bucket order.
+func (grp *group) fieldsByBucket() [][]string {
+	out := make([][]string, len(grp.keys))
+	for _, f := range grp.fields {
+		out[f.bucket] = append(out[f.bucket], f.field)
+	}
+	return out
+}
+
+// groupRead is what one group's read returned.
+type groupRead struct {
+	present bool    // the marker exists
+	buckets [][]any // per bucket, the values of its fields in the order listed
+}
+
+// readScripted reads every group with read.lua, pipelined (the cluster
+// client routes each call by its keys' slot), and splits the values per
+// bucket.
+func (g *generation) readScripted(ctx context.Context, calls []readCall, reads []groupRead) error {
+	type scripted struct {
+		keys []string
+		args []any
+		n    []int // fields per bucket
+	}
+	sc := make([]scripted, len(calls))
+	for i, c := range calls {
+		sc[i].keys = append([]string{c.grp.marker}, c.grp.keys...)
+		for bi, fs := range c.grp.fieldsByBucket() {
+			sc[i].args = append(sc[i].args, bi+2, len(fs))
+			for _, f := range fs {
+				sc[i].args = append(sc[i].args, f)
+			}
+			sc[i].n = append(sc[i].n, len(fs))
+		}
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	_, err := g.withScripts(ctx, func() (int, error) {
+		_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range sc {
+				cmds[i] = readScript.EvalSha(ctx, p, sc[i].keys, sc[i].args...)
+			}
+			return nil
+		})
+		return 0, err
+	})
+	if err != nil && !isNotBuilt(err) {
+		return err
+	}
+	for i, c := range cmds {
+		vals, err := c.Slice()
+		if isNotBuilt(err) {
+			continue // not present
+		}
+		if err != nil {
+			return err
+		}
+		reads[i].present = true
+		for _, n := range sc[i].n {
+			if len(vals) < n {
+				return fmt.Errorf("read.lua answered %d values, want more", len(vals))
+			}
+			reads[i].buckets = append(reads[i].buckets, vals[:n])
+			vals = vals[n:]
+		}
+	}
+	return nil
+}
+
+// readTransaction reads every group in a transaction of its own (MULTI,
+// the marker's EXISTS, the buckets' HMGETs, EXEC), all pipelined.
+func (g *generation) readTransaction(ctx context.Context, calls []readCall, reads []groupRead) error {
+	exists := make([]*redis.IntCmd, len(calls))
+	values := make([][]*redis.SliceCmd, len(calls))
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			exists[i] = p.Exists(ctx, c.grp.marker)
+			for bi, fs := range c.grp.fieldsByBucket() {
+				values[i] = append(values[i], p.HMGet(ctx, c.grp.keys[bi], fs...))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := range calls {
+		reads[i].present = exists[i].Val() == 1
+		for _, v := range values[i] {
+			reads[i].buckets = append(reads[i].buckets, v.Val())
+		}
+	}
+	return nil
 }
 
 // withScripts runs f, and once more after loading the scripts if a
@@ -292,7 +364,7 @@ func (g *generation) wrap(what string, err error) error {
 		return err
 	}
 	if errors.Is(err, errNotDurable) {
-		return fmt.Errorf("%w: %s: %w", suppression.ErrUnavailable, what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return fmt.Errorf("%w: %s: %w", suppression.ErrUnavailable, what, err)
 }

@@ -22,9 +22,10 @@
 //	<prefix>:<generation>:{<group hex>}
 //
 // in the same cluster slot as the group's buckets. Markers are written when
-// a generation is built (rebuild.go), never by a read or an apply. Every
-// script that reads or writes a group checks its marker in the same atomic
-// step, so a server that lost its data (restarted empty, FLUSHALL, failed
+// a generation is built (rebuilds.go), never by a read or an apply. Every
+// read (a MULTI of the marker's EXISTS and the buckets' HMGETs) and every
+// write (apply.lua) checks a group's marker in the same atomic step, so a
+// server that lost its data (restarted empty, FLUSHALL, failed
 // over to an empty replica, one emptied master of a cluster) answers "not
 // built" instead of "no record": an emptied store is not an empty
 // suppression list.

@@ -226,7 +226,7 @@ func TestDurabilityOnRealServers(t *testing.T) {
 			opts := Options{Prefix: uniquePrefix(), BucketBits: 8, GroupBits: 2, Durability: Durability{Replicas: 1, Timeout: 200 * time.Millisecond}}
 			s := buildStore(t, rdb, opts)
 			_, err := s.Apply(ctx, []suppression.Write{suppressWrite(key(1))})
-			require.ErrorIs(t, err, suppression.ErrUnavailable, "no replica can acknowledge")
+			require.ErrorIs(t, err, suppression.ErrNotDurable, "no replica can acknowledge")
 			require.ErrorContains(t, err, "0 of 1 replicas acknowledged")
 			recs, err := s.Get(ctx, "default", []suppression.StorageKey{key(1)})
 			require.NoError(t, err)
