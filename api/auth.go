@@ -21,9 +21,12 @@ const (
 	ScopeFilter  Scope = "filter"
 	ScopePublish Scope = "publish"
 	ScopeAdmin   Scope = "admin"
+	// ScopeLinks mints unsubscribe links (POST /v1/links): the sender's
+	// scope beside check. It reveals nothing stored.
+	ScopeLinks Scope = "links"
 )
 
-var allScopes = []Scope{ScopeCheck, ScopeFilter, ScopePublish, ScopeAdmin}
+var allScopes = []Scope{ScopeCheck, ScopeFilter, ScopePublish, ScopeAdmin, ScopeLinks}
 
 // Key is an API key as configured: its name, the SHA-256 of its secret and
 // its scopes. The secret itself is never held.
@@ -60,7 +63,7 @@ func ParseKeys(spec string) ([]Key, error) {
 		}
 		for _, s := range strings.Split(parts[1], "+") {
 			if !slices.Contains(allScopes, Scope(s)) {
-				return nil, fmt.Errorf("key %s: unknown scope %q (want check, filter, publish, admin)", k.Name, s)
+				return nil, fmt.Errorf("key %s: unknown scope %q (want check, filter, publish, admin, links)", k.Name, s)
 			}
 			k.Scopes = append(k.Scopes, Scope(s))
 		}
