@@ -48,14 +48,14 @@ type Options struct {
 	// reading the answer. Default 2s. The ctx passed to Check bounds the
 	// whole call, retries included.
 	Timeout time.Duration
-	// BatchTimeout bounds each attempt of each request CheckBatch sends
-	// (up to BatchSize contacts). Default 10s.
+	// BatchTimeout bounds each attempt of each request CheckBatch and
+	// Links send (up to BatchSize contacts or recipients). Default 10s.
 	BatchTimeout time.Duration
 
-	// MaxAttempts is how many times Check and CheckBatch send a request
-	// before giving up; 1 disables retries. Default 3. Only a 503 and a
-	// failure to connect or to read the answer are retried; a 4xx never
-	// is, since sending it again cannot change the answer. Filter retries
+	// MaxAttempts is how many times Check, CheckBatch and Links send a
+	// request before giving up; 1 disables retries. Default 3. Only a 503
+	// and a failure to connect or to read the answer are retried; a 4xx
+	// never is, since sending it again cannot change the answer. Filter retries
 	// only when its input has not been read yet (see Client.Filter).
 	MaxAttempts int
 	// BackoffBase is the first retry's maximum wait; each further retry
@@ -67,13 +67,13 @@ type Options struct {
 	// Retry-After, which is otherwise honoured as sent. Default 2s.
 	BackoffCap time.Duration
 
-	// BatchSize is the largest number of contacts CheckBatch puts in one
-	// request. Default and maximum MaxBatchSize (the server's limit);
-	// lower it if contacts carry many identifiers and requests hit the
-	// server's 16 MiB body limit.
+	// BatchSize is the largest number of contacts CheckBatch, or of
+	// recipients Links, puts in one request. Default and maximum
+	// MaxBatchSize (the server's limit); lower it if contacts carry many
+	// identifiers and requests hit the server's 16 MiB body limit.
 	BatchSize int
-	// BatchConcurrency is how many requests CheckBatch has in flight at
-	// once. Default 1 (sequential).
+	// BatchConcurrency is how many requests CheckBatch and Links have in
+	// flight at once. Default 1 (sequential).
 	BatchConcurrency int
 
 	// FailOpen is DANGEROUS: it makes Check and CheckBatch answer

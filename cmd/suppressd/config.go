@@ -102,9 +102,11 @@ type LinkConfig struct {
 	// SigningKey is the id of the key new links are minted with; the others
 	// only verify (rotation). Default: the last key listed.
 	SigningKey string `envconfig:"SIGNING_KEY"`
-	// BaseURL is the public https URL the links point at (the api role's).
+	// BaseURL is the public https URL the links point at (the api role's);
+	// without it nothing mints links (POST /v1/links answers 404).
 	BaseURL string `envconfig:"BASE_URL"`
-	// Mailto is an optional address for the mailto: alternative.
+	// Mailto is an optional address for the mailto: alternative, whose
+	// subject carries the token (docs/api.md says how to read its mailbox).
 	Mailto string `envconfig:"MAILTO"`
 	// HonorDNT records DNT: 1 on the pages as a gpc opt-out, like Sec-GPC.
 	HonorDNT bool `envconfig:"HONOR_DNT"`
@@ -212,6 +214,7 @@ type settings struct {
 	normalizer suppression.Normalizer
 	apiKeys    []api.Key            // the api role's
 	keyring    *unsubscribe.Keyring // nil: no unsubscribe links
+	minter     *unsubscribe.Minter  // nil: no keyring or no base URL, nothing to mint links with
 	storeOpts  redisstore.Options
 	validator  *schemas.Validator
 }
@@ -282,6 +285,19 @@ func (c Config) settle() (*settings, error) {
 	}
 	if c.Link.TTL < unsubscribe.MinTTL {
 		return nil, fmt.Errorf("SUPPRESSD_LINK_TTL: %s is under the 720h (30 days) a link must keep working", c.Link.TTL)
+	}
+	if s.keyring != nil && c.Link.BaseURL != "" {
+		// Checked here, not at the first link: POST /v1/links and
+		// `suppressd link` mint with this one minter.
+		s.minter, err = unsubscribe.NewMinter(unsubscribe.MinterOptions{Keyring: s.keyring, BaseURL: c.Link.BaseURL,
+			Mailto: c.Link.Mailto, TTL: c.Link.TTL, Normalizer: s.normalizer})
+		if err != nil {
+			name := "SUPPRESSD_LINK_BASE_URL"
+			if strings.HasPrefix(err.Error(), "unsubscribe mailto") {
+				name = "SUPPRESSD_LINK_MAILTO"
+			}
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	if err := c.Kafka.Validate(); err != nil {
 		return nil, err
