@@ -55,8 +55,9 @@ type Options struct {
 	// MaxAttempts is how many times Check, CheckBatch and Links send a
 	// request before giving up; 1 disables retries. Default 3. Only a 503
 	// and a failure to connect or to read the answer are retried; a 4xx
-	// never is, since sending it again cannot change the answer. Filter retries
-	// only when its input has not been read yet (see Client.Filter).
+	// never is, since sending it again cannot change the answer. Filter
+	// retries only when its input has not been read yet (see
+	// Client.Filter).
 	MaxAttempts int
 	// BackoffBase is the first retry's maximum wait; each further retry
 	// doubles it up to BackoffCap. The actual wait is drawn uniformly from
