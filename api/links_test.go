@@ -214,3 +214,31 @@ func TestLinksLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestLinksJSON holds the hand-written answer of POST /v1/links to what
+// encoding/json writes for the same results, refs with quotes, control
+// characters, non-ASCII and HTML included: a sender's JSON parser sees
+// the same values either way.
+func TestLinksJSON(t *testing.T) {
+	kr := testLinkKeys(t)
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	for _, mailto := range []string{"", "unsubscribe@example.org"} {
+		m := testMinter(t, kr, mailto)
+		resp := linksResponse{ExpiresAt: now.Add(linkTTL)}
+		for i, ref := range []string{"", "r-1", `quote " and \ backslash`, "tab\tnew\nline\x00nul", "émilie ✉", "<script>&amp;", "\u2028\u2029", string([]byte{0xff, 0xfe})} {
+			l, err := m.Links(unsubscribe.Claims{}, unsubscribe.Claims{Identifier: email(fmt.Sprintf("json%d@example.org", i))}, now)
+			require.NoError(t, err)
+			resp.Results = append(resp.Results, linkResult{Ref: ref, Headers: &linkHeaders{ListUnsubscribe: l.ListUnsubscribe, ListUnsubscribePost: l.ListUnsubscribePost},
+				URL: l.URL, Mailto: l.Mailto})
+			resp.Results = append(resp.Results, linkResult{Ref: ref, Error: &errorDetail{Code: "invalid_request", Message: `recipients[3].scopes[0]: unknown scope "fax\"<x>"`, Field: "recipients[3].scopes[0]"}})
+		}
+		got := appendLinks(nil, &resp)
+		require.True(t, json.Valid(got), string(got))
+		want, err := json.Marshal(resp)
+		require.NoError(t, err)
+		var g, w any
+		require.NoError(t, json.Unmarshal(got, &g))
+		require.NoError(t, json.Unmarshal(want, &w))
+		require.Equal(t, w, g)
+	}
+}

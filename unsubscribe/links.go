@@ -17,7 +17,9 @@ import (
 const MaxHeaderLine = 998
 
 // Links are what one send needs: the values of the two headers, and the
-// links in them, for the message's footer.
+// links in them, for the message's footer. Every value is printable ASCII
+// without quotes or backslashes: it goes into a header, or a JSON string,
+// as it is.
 type Links struct {
 	// ListUnsubscribe is the List-Unsubscribe value: "<URL>", or
 	// "<URL>, <Mailto>" when a mailto address is configured.
@@ -59,6 +61,9 @@ func newLinkFormat(baseURL, mailto string) (linkFormat, error) {
 		return linkFormat{}, errors.New("unsubscribe base URL: must be https (RFC 8058); http only for 127.0.0.1 or localhost")
 	}
 	f := linkFormat{prefix: strings.TrimRight(u.String(), "/") + "/u/"}
+	if !plainText(f.prefix) {
+		return linkFormat{}, errors.New("unsubscribe base URL: may hold only printable ASCII, without quotes, backslashes, commas or angle brackets")
+	}
 	if mailto != "" {
 		addr, err := checkMailto(mailto)
 		if err != nil {
@@ -69,6 +74,18 @@ func newLinkFormat(baseURL, mailto string) (linkFormat, error) {
 		f.mailto = "mailto:" + addr + "?subject=" + subjectWord + "%20"
 	}
 	return f, nil
+}
+
+// plainText reports whether s has only printable ASCII other than '"',
+// '\\', ',', '<' and '>': what a link may hold, so that the header values
+// built from it need no quoting in a header, nor escaping in a JSON string.
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == ',' || c == '<' || c == '>' {
+			return false
+		}
+	}
+	return true
 }
 
 // The lines a folded List-Unsubscribe takes: "List-Unsubscribe: <URL>,"
