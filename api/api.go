@@ -44,6 +44,10 @@ type Options struct {
 	RetryAfter time.Duration
 	// MaxBatch is the most contacts in one batch check. Default 10,000.
 	MaxBatch int
+	// MaxKeys is the most match keys one request may expand into (a
+	// contact's identifiers expand into up to four keys each): what one
+	// StoreTimeout can read. Default 50,000.
+	MaxKeys int
 	// MaxBody and MaxBatchBody bound JSON request bodies. Defaults 1 MiB and
 	// 16 MiB.
 	MaxBody, MaxBatchBody int64
@@ -74,6 +78,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 10_000
+	}
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = 50_000
 	}
 	if o.MaxBody <= 0 {
 		o.MaxBody = 1 << 20

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/client"
 	"github.com/suppressd/suppressd/internal/openapitest"
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/teststore"
@@ -409,4 +411,47 @@ func getenvDefault(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// TestBatchBoundedByMatchKeys: contacts within the documented limits (at
+// most 10,000 per batch, 16 identifiers each) can still expand into more
+// match keys than the store reads within its deadline (a Gmail address has
+// four forms). Such a batch used to answer 503, which the client took as
+// "suppressed" for everyone. It is now a 413 naming the key limit, and the
+// Go client, with its defaults, splits it and gets every answer.
+func TestBatchBoundedByMatchKeys(t *testing.T) {
+	rdb := testenv.RedisClients(t)["standalone"]
+	e := newEnv(t, rdb, Options{})
+	e.suppress(suppression.EventUnsubscribe, email("first.last.7+news@gmail.com"), "email")
+	const contacts, perContact = 2000, 16
+	req := client.BatchRequest{Channel: "email", Purpose: "marketing"}
+	wire := make([]map[string]any, contacts)
+	for i := range contacts {
+		var ids []client.Identifier
+		var wids []suppression.Identifier
+		for j := range perContact {
+			v := fmt.Sprintf("first.last.%d+list%d@gmail.com", i, j)
+			if j == 0 {
+				v = fmt.Sprintf("first.last.%d+news@gmail.com", i)
+			}
+			ids = append(ids, client.Identifier{Type: client.TypeEmail, Value: v})
+			wids = append(wids, email(v))
+		}
+		req.Contacts = append(req.Contacts, client.Contact{Ref: strconv.Itoa(i), Identifiers: ids})
+		wire[i] = map[string]any{"identifiers": wids}
+	}
+	status, body := e.postJSON("/v1/check/batch", checkKey, map[string]any{"channel": "email", "purpose": "marketing", "contacts": wire})
+	require.Equal(t, http.StatusRequestEntityTooLarge, status, body)
+	msg := body["error"].(map[string]any)["message"].(string)
+	require.Contains(t, msg, "50000 match keys")
+
+	cl, err := client.New(e.srv.URL, checkKey, client.Options{})
+	require.NoError(t, err)
+	results, err := cl.CheckBatch(context.Background(), req)
+	require.NoError(t, err, "the client splits what the server finds too large")
+	require.Len(t, results, contacts)
+	for i, r := range results {
+		require.NoError(t, r.Err)
+		require.Equal(t, i != 7, r.Allowed, "contact %d", i)
+	}
 }

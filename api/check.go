@@ -207,6 +207,12 @@ func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request) error {
 		}
 		spans[i] = [2]int{len(all), len(all) + len(keys)}
 		all = append(all, keys...)
+		if len(all) > s.opts.MaxKeys {
+			// A request that cannot be read within the store deadline
+			// would only ever answer 503: say so now, and how to fix it.
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Field: "contacts",
+				Message: fmt.Sprintf("contacts: the batch expands to more than %d match keys (each identifier is up to 4, one per platform form; reached at contact %d); split the batch", s.opts.MaxKeys, i)}
+		}
 	}
 	s.m.checks.WithLabelValues("invalid").Add(float64(invalid))
 	recs, err := s.read(r.Context(), ns, all)

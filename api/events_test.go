@@ -121,6 +121,17 @@ func TestPublishEvents(t *testing.T) {
 	require.ElementsMatch(t, []string{"/data/origin", "/data/scopes/0"}, paths)
 	require.NotContains(t, fmt.Sprint(body), "leaky@example.org")
 
+	// An opt-out dated an hour ahead is published, not refused: the consumer
+	// dates it at its reference time. Refusing it would leave the person
+	// contactable.
+	future := e
+	future.ID, future.OccurredAt = fmt.Sprintf("fut-%d", time.Now().UnixNano()), time.Now().Add(time.Hour)
+	futureRaw, err := schemas.Encode(future)
+	require.NoError(t, err)
+	status, body = post(up, futureRaw)
+	require.Equal(t, http.StatusAccepted, status, body)
+	require.Len(t, testkafka.ReadAll(ctx, t, brokers, topic, 1, 5), 2, "the future-dated opt-out is on the topic")
+
 	// An unsuppress needs the admin scope as well.
 	un := suppression.Event{ID: fmt.Sprintf("un-%d", time.Now().UnixNano()), Source: "/admin", Type: suppression.EventUnsuppress,
 		OccurredAt: time.Now().Add(-time.Second), Identifiers: e.Identifiers, Scopes: []suppression.Scope{"email"},
@@ -159,8 +170,8 @@ func TestPublishEvents(t *testing.T) {
 	require.Equal(t, 3, imp.Rows[0].Line)
 	require.NotContains(t, string(ib), "not-an-address")
 	all := testkafka.ReadAll(ctx, t, brokers, topic, 1, 10)
-	require.Len(t, all, 3, "the earlier event and the two imported rows")
-	for _, m := range all[1:] {
+	require.Len(t, all, 4, "the earlier events and the two imported rows")
+	for _, m := range all[2:] {
 		d, err := v.Decode(m.Value, m.Time, norm)
 		require.NoError(t, err)
 		require.Equal(t, suppression.ReasonHardBounce, d.Event.Reason)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,13 +75,14 @@ func (c *Client) Check(ctx context.Context, req CheckRequest) (Result, error) {
 func (c *Client) CheckBatch(ctx context.Context, req BatchRequest) ([]Result, error) {
 	n := len(req.Contacts)
 	results := make([]Result, n)
-	answered, err := c.chunked(ctx, n, "contacts", func(ctx context.Context, lo, hi int) error {
-		return c.checkChunk(ctx, req, lo, hi, results[lo:hi])
+	size := c.opts.BatchSize
+	answered, err := c.chunked(ctx, n, size, "contacts", func(ctx context.Context, lo, hi int) error {
+		return splitTooLarge(lo, hi, func(lo, hi int) error { return c.checkChunk(ctx, req, lo, hi, results[lo:hi]) })
 	})
 	if err != nil {
 		err = fmt.Errorf("suppressd check batch: %w", err)
 		for i := range results {
-			if !answered[i/c.opts.BatchSize] {
+			if !answered[i/size] {
 				results[i] = c.failed(err)
 				results[i].Ref = req.Contacts[i].Ref
 			}
@@ -89,16 +91,15 @@ func (c *Client) CheckBatch(ctx context.Context, req BatchRequest) ([]Result, er
 	return results, err
 }
 
-// chunked calls send for each chunk [lo, hi) of n items, at most
-// Options.BatchSize long, up to Options.BatchConcurrency at a time. The
+// chunked calls send for each chunk [lo, hi) of n items, at most size
+// long, up to Options.BatchConcurrency at a time. The
 // first failure (naming the range of items, "contacts 3 to 5") stops
 // further chunks from being sent; answered says which chunks succeeded, so
 // the caller can mark the items of the others.
-func (c *Client) chunked(ctx context.Context, n int, items string, send func(ctx context.Context, lo, hi int) error) (answered []bool, err error) {
+func (c *Client) chunked(ctx context.Context, n, size int, items string, send func(ctx context.Context, lo, hi int) error) (answered []bool, err error) {
 	if n == 0 {
 		return nil, nil
 	}
-	size := c.opts.BatchSize
 	chunks := (n + size - 1) / size
 	answered = make([]bool, chunks)
 
@@ -151,6 +152,23 @@ launch:
 		}
 	}
 	return answered, firstErr
+}
+
+// splitTooLarge calls send for [lo, hi), splitting the range in halves
+// while the server answers 413 (too many match keys, or too large a body
+// for one request): a limit is a reason to send less at once, never to
+// fail.
+func splitTooLarge(lo, hi int, send func(lo, hi int) error) error {
+	err := send(lo, hi)
+	var ae *APIError
+	if hi-lo < 2 || !errors.As(err, &ae) || ae.Status != http.StatusRequestEntityTooLarge {
+		return err
+	}
+	mid := lo + (hi-lo)/2
+	if err := splitTooLarge(lo, mid, send); err != nil {
+		return err
+	}
+	return splitTooLarge(mid, hi, send)
 }
 
 // checkChunk sends contacts [lo, hi) and, only if the whole answer is

@@ -23,9 +23,13 @@ const (
 	DefaultBackoffBase      = 100 * time.Millisecond
 	DefaultBackoffCap       = 2 * time.Second
 	DefaultBatchConcurrency = 1
-	// MaxBatchSize is the server's limit of contacts per batch request,
-	// and the default Options.BatchSize.
+	// MaxBatchSize is the server's limit of contacts per batch request.
 	MaxBatchSize = 10000
+	// DefaultBatchSize is the default Options.BatchSize: small enough that
+	// a chunk stays under the server's match-key limit (50,000 by default)
+	// unless its contacts carry dozens of Gmail addresses each, and then a
+	// 413 is split anyway.
+	DefaultBatchSize = 1000
 )
 
 // Response size limits: far above what the server sends, low enough that
@@ -49,7 +53,8 @@ type Options struct {
 	// whole call, retries included.
 	Timeout time.Duration
 	// BatchTimeout bounds each attempt of each request CheckBatch and
-	// Links send (up to BatchSize contacts or recipients). Default 10s.
+	// Links send (up to BatchSize contacts or LinksBatchSize recipients).
+	// Default 10s.
 	BatchTimeout time.Duration
 
 	// MaxAttempts is how many times Check, CheckBatch and Links send a
@@ -68,11 +73,18 @@ type Options struct {
 	// Retry-After, which is otherwise honoured as sent. Default 2s.
 	BackoffCap time.Duration
 
-	// BatchSize is the largest number of contacts CheckBatch, or of
-	// recipients Links, puts in one request. Default and maximum
-	// MaxBatchSize (the server's limit); lower it if contacts carry many
-	// identifiers and requests hit the server's 16 MiB body limit.
+	// BatchSize is the largest number of contacts CheckBatch puts in one
+	// request. Default DefaultBatchSize, at most MaxBatchSize (the
+	// server's limit). A request the server finds too large (413: too many
+	// match keys, or over its body limit) is split in halves and sent
+	// again, down to single contacts.
 	BatchSize int
+	// LinksBatchSize is the largest number of recipients Links puts in one
+	// request. Default and maximum MaxBatchSize (the server's limit):
+	// minting reads no match keys, so a large request costs the server no
+	// more than several small ones. A 413 (over the server's body limit)
+	// is split in halves as for CheckBatch.
+	LinksBatchSize int
 	// BatchConcurrency is how many requests CheckBatch and Links have in
 	// flight at once. Default 1 (sequential).
 	BatchConcurrency int
@@ -105,6 +117,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("BackoffCap %s: must not be negative", o.BackoffCap)
 	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
 		return o, fmt.Errorf("BatchSize %d: must be between 1 and %d (0 for the default)", o.BatchSize, MaxBatchSize)
+	case o.LinksBatchSize < 0 || o.LinksBatchSize > MaxBatchSize:
+		return o, fmt.Errorf("LinksBatchSize %d: must be between 1 and %d (0 for the default)", o.LinksBatchSize, MaxBatchSize)
 	case o.BatchConcurrency < 0:
 		return o, fmt.Errorf("BatchConcurrency %d: must not be negative", o.BatchConcurrency)
 	}
@@ -116,7 +130,8 @@ func (o Options) withDefaults() (Options, error) {
 	o.MaxAttempts = cmp.Or(o.MaxAttempts, DefaultMaxAttempts)
 	o.BackoffBase = cmp.Or(o.BackoffBase, DefaultBackoffBase)
 	o.BackoffCap = cmp.Or(o.BackoffCap, DefaultBackoffCap)
-	o.BatchSize = cmp.Or(o.BatchSize, MaxBatchSize)
+	o.BatchSize = cmp.Or(o.BatchSize, DefaultBatchSize)
+	o.LinksBatchSize = cmp.Or(o.LinksBatchSize, MaxBatchSize)
 	o.BatchConcurrency = cmp.Or(o.BatchConcurrency, DefaultBatchConcurrency)
 	return o, nil
 }

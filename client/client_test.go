@@ -58,6 +58,7 @@ func TestNew(t *testing.T) {
 		{name: "empty key", url: "https://suppressd.internal", key: " ", wantErr: "empty API key"},
 		{name: "negative timeout", url: "https://s", key: "k", opts: client.Options{Timeout: -1}, wantErr: "Timeout"},
 		{name: "batch too big", url: "https://s", key: "k", opts: client.Options{BatchSize: 10001}, wantErr: "BatchSize"},
+		{name: "links batch too big", url: "https://s", key: "k", opts: client.Options{LinksBatchSize: 10001}, wantErr: "LinksBatchSize"},
 		{name: "negative attempts", url: "https://s", key: "k", opts: client.Options{MaxAttempts: -1}, wantErr: "MaxAttempts"},
 	}
 	for _, tt := range tests {
@@ -405,8 +406,8 @@ func TestCheckBatchChunksInOrder(t *testing.T) {
 	}
 }
 
-func TestCheckBatchDefaultSizeIsServerLimit(t *testing.T) {
-	values := make([]string, 10001)
+func TestCheckBatchDefaultSize(t *testing.T) {
+	values := make([]string, 2001)
 	for i := range values {
 		values[i] = fmt.Sprintf("u%d@example.org", i)
 	}
@@ -416,10 +417,37 @@ func TestCheckBatchDefaultSizeIsServerLimit(t *testing.T) {
 	results, err := c.CheckBatch(context.Background(), batchOf(values...))
 
 	require.NoError(t, err)
-	require.Equal(t, []int{10000, 1}, f.batchSizes)
-	require.Len(t, results, 10001)
-	require.Equal(t, "r-10000", results[10000].Ref)
-	require.True(t, results[10000].Allowed)
+	require.Equal(t, []int{client.DefaultBatchSize, client.DefaultBatchSize, 1}, f.batchSizes)
+	require.Len(t, results, 2001)
+	require.Equal(t, "r-2000", results[2000].Ref)
+	require.True(t, results[2000].Allowed)
+}
+
+// TestCheckBatchSplitsA413: a chunk the server finds too large (its
+// contacts expand into too many match keys) is sent again in halves, and
+// every contact is answered in order.
+func TestCheckBatchSplitsA413(t *testing.T) {
+	values := make([]string, 10)
+	for i := range values {
+		values[i] = fmt.Sprintf("u%d@example.org", i)
+		if i == 6 {
+			values[i] = "suppressed-6@example.org"
+		}
+	}
+	f := newFake(t)
+	f.maxContacts = 3
+	opts := fast
+	opts.BatchSize = 10
+	c := newClient(t, f.srv.URL, testKey, opts)
+
+	results, err := c.CheckBatch(context.Background(), batchOf(values...))
+
+	require.NoError(t, err)
+	require.Equal(t, []int{-10, -5, 2, 3, -5, 2, 3}, f.batchSizes, "10 refused, then halves until they fit")
+	for i, r := range results {
+		require.Equal(t, fmt.Sprintf("r-%d", i), r.Ref)
+		require.Equal(t, i != 6, r.Allowed, "contact %d", i)
+	}
 }
 
 func TestCheckBatchConcurrentKeepsOrder(t *testing.T) {

@@ -69,6 +69,9 @@ type fake struct {
 	checkDelay func() time.Duration
 	// hang makes check requests wait for the client to give up.
 	hang bool
+	// maxContacts, when set, answers 413 to batches larger than it, as the
+	// server does past its match-key limit.
+	maxContacts int
 
 	mu             sync.Mutex
 	calls          map[string]int
@@ -230,6 +233,13 @@ func (f *fake) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(req.Contacts) > 10000 {
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "at most 10000 contacts", "contacts")
+		return
+	}
+	if f.maxContacts > 0 && len(req.Contacts) > f.maxContacts {
+		f.mu.Lock()
+		f.batchSizes = append(f.batchSizes, -len(req.Contacts))
+		f.mu.Unlock()
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "contacts: the batch expands to more than 50000 match keys; split the batch", "contacts")
 		return
 	}
 	f.mu.Lock()

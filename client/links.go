@@ -67,9 +67,11 @@ type Links struct {
 // Links mints the unsubscribe links of every recipient of req, one Links
 // per recipient in the order of req.Recipients.
 //
-// Like CheckBatch it sends at most Options.BatchSize recipients per
-// request, up to Options.BatchConcurrency requests at a time, each retried
-// on a 503 or a connection failure and bounded by Options.BatchTimeout. A
+// Like CheckBatch it sends at most Options.LinksBatchSize recipients per
+// request (10,000 by default, the server's limit), up to
+// Options.BatchConcurrency requests at a time, each retried on a 503 or a
+// connection failure and bounded by Options.BatchTimeout; a 413 is split
+// in halves. A
 // recipient the server refuses gets Err and no links; the others are
 // answered and the call returns no error for it. If a request fails, no
 // further one is sent, and the call returns the error together with a full
@@ -79,13 +81,14 @@ type Links struct {
 func (c *Client) Links(ctx context.Context, req LinksRequest) ([]Links, error) {
 	n := len(req.Recipients)
 	out := make([]Links, n)
-	answered, err := c.chunked(ctx, n, "recipients", func(ctx context.Context, lo, hi int) error {
-		return c.linksChunk(ctx, req, lo, hi, out[lo:hi])
+	size := c.opts.LinksBatchSize
+	answered, err := c.chunked(ctx, n, size, "recipients", func(ctx context.Context, lo, hi int) error {
+		return splitTooLarge(lo, hi, func(lo, hi int) error { return c.linksChunk(ctx, req, lo, hi, out[lo:hi]) })
 	})
 	if err != nil {
 		err = fmt.Errorf("suppressd links: %w", err)
 		for i := range out {
-			if !answered[i/c.opts.BatchSize] {
+			if !answered[i/size] {
 				out[i] = Links{Ref: req.Recipients[i].Ref, Err: err}
 			}
 		}

@@ -43,7 +43,7 @@ type linksServer struct {
 
 const linksKey = "sdk_client_links"
 
-func newLinksServer(t *testing.T, mint bool) *linksServer {
+func newLinksServer(t *testing.T, mint bool, tweak ...func(*api.Options)) *linksServer {
 	t.Helper()
 	secret := sha256.Sum256([]byte("client links test"))
 	kr, err := unsubscribe.NewKeyring("k1", []unsubscribe.Key{{ID: "k1", Secret: secret[:]}})
@@ -56,6 +56,9 @@ func newLinksServer(t *testing.T, mint bool) *linksServer {
 		opts.Links, err = unsubscribe.NewMinter(unsubscribe.MinterOptions{Keyring: kr, BaseURL: "https://mail.example.org",
 			Mailto: "unsubscribe@example.org", Normalizer: opts.Normalizer})
 		require.NoError(t, err)
+	}
+	for _, f := range tweak {
+		f(&opts)
 	}
 	handler := api.New(memstore.New(), opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry()).Handler()
 	spec := openapitest.New(t)
@@ -134,7 +137,7 @@ func (s *linksServer) requireLinks(t *testing.T, l client.Links, value string, s
 func TestLinks(t *testing.T) {
 	s := newLinksServer(t, true)
 	opts := fast
-	opts.BatchSize, opts.BatchConcurrency = 10, 3
+	opts.LinksBatchSize, opts.BatchConcurrency = 10, 3
 	c := newClient(t, s.url, linksKey, opts)
 	req := client.LinksRequest{Scopes: []string{"topic:newsletter"}, CampaignID: "c-1", Recipients: recipients(25)}
 	req.Recipients[17].Identifier.Value = "user17-at-example.org"
@@ -177,6 +180,23 @@ func TestLinksDefaultChunkIsServerLimit(t *testing.T) {
 	s.requireLinks(t, got[10_000], "user10000@example.org", "email")
 }
 
+// TestLinksSplitsWhatIsTooLarge: a request over the server's body limit
+// (413) is sent again in halves until each fits; the caller sees every
+// recipient answered, in order.
+func TestLinksSplitsWhatIsTooLarge(t *testing.T) {
+	s := newLinksServer(t, true, func(o *api.Options) { o.MaxBatchBody = 700 })
+	c := newClient(t, s.url, linksKey, fast)
+
+	got, err := c.Links(context.Background(), client.LinksRequest{CampaignID: strings.Repeat("c", 100), Recipients: recipients(8)})
+
+	require.NoError(t, err)
+	require.Equal(t, []int{8, 4, 4}, s.requestSizes(), "8 recipients are over the limit, 4 fit")
+	for i, l := range got {
+		require.Equal(t, fmt.Sprintf("r-%d", i), l.Ref)
+		s.requireLinks(t, l, fmt.Sprintf("user%d@example.org", i), "email")
+	}
+}
+
 // TestLinksRetries: a 503 is retried as for checks; a request that keeps
 // failing stops the call, answered recipients keep their links and the
 // others carry the error.
@@ -196,7 +216,7 @@ func TestLinksRetries(t *testing.T) {
 		s := newLinksServer(t, true)
 		s.outage = func(n, size int) bool { return n > 1 }
 		opts := fast
-		opts.BatchSize, opts.MaxAttempts = 4, 2
+		opts.LinksBatchSize, opts.MaxAttempts = 4, 2
 		c := newClient(t, s.url, linksKey, opts)
 		got, err := c.Links(context.Background(), client.LinksRequest{Recipients: recipients(10)})
 		require.Error(t, err)

@@ -209,8 +209,9 @@ type batch struct {
 func (c *Consumer) prepare(msgs []kafka.Message) *batch {
 	c.m.batchSize.Observe(float64(len(msgs)))
 	b := &batch{msgs: msgs}
+	now := c.opts.Now()
 	for _, msg := range msgs {
-		d, err := c.validator.Decode(msg.Value, msg.Time, c.opts.Normalizer)
+		d, err := c.validator.Decode(msg.Value, Reference(msg.Time, now), c.opts.Normalizer)
 		if err != nil {
 			b.dead = append(b.dead, deadLetter(msg, err, c.opts.Now()))
 			c.m.events.WithLabelValues("invalid", outcomeDeadLetter).Inc()
@@ -219,11 +220,29 @@ func (c *Consumer) prepare(msgs []kafka.Message) *batch {
 			c.log.Warn("dead-lettering event", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
 			continue
 		}
+		if d.Event.Clamped {
+			// A producer's clock ahead, or a lift trying to outvote later
+			// opt-outs: kept, dated at the reference time.
+			c.m.clamped.WithLabelValues(d.Event.Type.Action().String()).Inc()
+		}
 		b.keys = c.opts.Keyer.StorageKeys(b.keys[:0], d.Keys)
 		b.writes = suppression.AppendWrites(b.writes, &d.Event, b.keys)
 		b.applied = append(b.applied, d.Event)
 	}
 	return b
+}
+
+// Reference is the time an event read from Kafka is judged against (see
+// suppression.Event.Normalize): the message's timestamp, but never after
+// the moment suppressd read it. The producer sets the timestamp (kafka-go
+// does not expose a LogAppendTime topic's broker time: it drops the record
+// batch's max timestamp, where the broker writes it), so it alone would let
+// a producer date a lift an hour ahead; the reader's clock bounds it.
+func Reference(msgTime, read time.Time) time.Time {
+	if msgTime.IsZero() || msgTime.After(read) {
+		return read
+	}
+	return msgTime
 }
 
 // process writes a batch's dead letters, applies its writes and commits it.

@@ -372,3 +372,36 @@ func TestShutdownFinishesTheBatchAndCommits(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	require.Equal(t, 1.0, counter(t, h, "events", "unsubscribe", outcomeApplied), "nothing before the commit was read again")
 }
+
+// TestFutureTimesCannotOutvote: the producer sets both an event's time and
+// its message's timestamp, so neither bounds a lie. An unsubscribe dated an
+// hour ahead is kept (clamped, never dead-lettered), and a resubscribe
+// dated an hour ahead cannot outvote the honest unsubscribe that follows it.
+func TestFutureTimesCannotOutvote(t *testing.T) {
+	h := start(t, testenv.RedisClients(t)["standalone"], Options{})
+	ahead := time.Now().Add(time.Hour)
+	msg := func(e suppression.Event, ts time.Time) kafka.Message {
+		raw, err := schemas.Encode(e)
+		require.NoError(t, err)
+		return kafka.Message{Key: []byte(e.ID), Value: raw, Time: ts}
+	}
+	email := suppression.ChannelScope(suppression.ChannelEmail)
+	h.publishRaw(msg(event(suppression.EventUnsubscribe, "early.bird@example.org", ahead, email), ahead))
+	eventually(t, "the future-dated unsubscribe applied", func() bool { return counter(t, h, "events", "unsubscribe", outcomeApplied) == 1 })
+	require.Zero(t, counter(t, h, "dead", h.topic), "an opt-out is never dead-lettered for its timestamp")
+	m, ok := h.decide("early.bird@example.org", marketingEmail)
+	require.True(t, ok)
+	require.False(t, m.Since.After(time.Now()), "dated no later than when it was read")
+	require.Equal(t, 1.0, testutil.ToFloat64(h.cons.m.clamped.WithLabelValues("suppress")))
+
+	// The attack: a resubscribe an hour ahead, message timestamp too.
+	h.publishRaw(msg(event(suppression.EventResubscribe, "victim@example.org", ahead, email), ahead))
+	eventually(t, "the resubscribe applied", func() bool { return counter(t, h, "events", "resubscribe", outcomeApplied) == 1 })
+	require.Equal(t, 1.0, testutil.ToFloat64(h.cons.m.clamped.WithLabelValues("lift")))
+	time.Sleep(5 * time.Millisecond)
+	// The person unsubscribes for real, a moment later.
+	h.publish(event(suppression.EventUnsubscribe, "victim@example.org", time.Now(), email))
+	eventually(t, "the honest unsubscribe applied", func() bool { return counter(t, h, "events", "unsubscribe", outcomeApplied) == 2 })
+	_, ok = h.decide("victim@example.org", marketingEmail)
+	require.True(t, ok, "the honest unsubscribe after a future-dated resubscribe suppresses")
+}

@@ -14,6 +14,7 @@ type metrics struct {
 	freshness   prometheus.Histogram   // occurred_at to applied
 	retries     *prometheus.CounterVec // by stage
 	changed     prometheus.Counter     // registers that changed
+	clamped     *prometheus.CounterVec // events dated after their reference time, by action
 }
 
 // Outcomes of an event.
@@ -65,6 +66,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Store registers an event changed; duplicates and superseded events change none.",
 		}),
 	}
-	reg.MustRegister(m.events, m.applyTime, m.batchSize, m.lag, m.deadLetters, m.storeErrors, m.freshness, m.retries, m.changed)
+	m.clamped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "suppressd_events_clamped_total",
+		Help: "Events that claimed a time after their reference time (when suppressd read them), kept and dated at it, by action (suppress, lift).",
+	}, []string{"action"})
+	reg.MustRegister(m.events, m.applyTime, m.batchSize, m.lag, m.deadLetters, m.storeErrors, m.freshness, m.retries, m.changed, m.clamped)
 	return m
 }

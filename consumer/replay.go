@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -54,7 +55,7 @@ func (s TopicSource) Replay(ctx context.Context, total func(int64), apply func([
 		err := s.Kafka.ReadRange(ctx, r, func(msg kafka.Message) error {
 			read++
 			pending++
-			d, err := s.Validator.Decode(msg.Value, msg.Time, s.Normalizer)
+			d, err := s.Validator.Decode(msg.Value, Reference(msg.Time, time.Now()), s.Normalizer)
 			if err != nil {
 				invalid++ // it went to the dead-letter topic when first consumed
 			} else {

@@ -98,6 +98,9 @@ func (p *Publisher) PublishRaw(ctx context.Context, typ suppression.EventType, p
 	defer cancel()
 	msg := kafka.Message{
 		Topic: p.topics.For(typ), Key: []byte(string(primary.Kind) + ":" + hex.EncodeToString(primary.Hash[:])), Value: raw,
+		// The server's receive time: the event's reference time (an event
+		// dated after it is clamped to it when consumed).
+		Time:    time.Now(),
 		Headers: []kafka.Header{{Key: "content-type", Value: []byte("application/cloudevents+json")}},
 	}
 	if err := p.w.WriteMessages(ctx, msg); err != nil {

@@ -47,12 +47,16 @@ func TestValidFixtures(t *testing.T) {
 			require.NoError(t, err)
 			require.NotEmpty(t, d.Keys)
 			seen[d.Event.Type] = true
+			// A time after the reference is kept, clamped to it.
+			require.Equal(t, strings.Contains(name, "future"), d.Event.Clamped)
+			require.False(t, d.Event.OccurredAt.After(ref))
 
 			// Encoding the decoded event gives an event that decodes to the same thing.
 			again, err := Encode(d.Event)
 			require.NoError(t, err)
 			d2, err := v.Decode(again, ref, n)
 			require.NoError(t, err, string(again))
+			d2.Event.Clamped = d.Event.Clamped // the re-encoded time is the clamped one
 			require.Equal(t, d, d2)
 		})
 	}

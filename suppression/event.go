@@ -118,6 +118,9 @@ type Event struct {
 	Origin        Origin
 	Justification string // required on unsuppress: why an operator lifts it
 	Context       EventContext
+	// Clamped is set by Normalize when OccurredAt claimed a time after the
+	// event's reference time and was brought back to it.
+	Clamped bool
 }
 
 // EventContext says where an event came from, for the audit trail. None of
@@ -134,11 +137,6 @@ const (
 	MaxIdentifiers = 16
 	MaxScopes      = 16
 	MaxIDLen       = 256
-	// MaxClockSkew is how far past its reference time (the Kafka message's
-	// timestamp, or the API's clock) an event may claim to have happened.
-	// Last writer wins, so one event stamped years ahead would otherwise
-	// outvote every real opt-out that follows it.
-	MaxClockSkew = 15 * time.Minute
 )
 
 // ErrInvalidEvent is wrapped by every event validation error.
@@ -170,10 +168,17 @@ func (e *EventError) Error() string {
 func (e *EventError) Unwrap() error { return ErrInvalidEvent }
 
 // Normalize fills the defaults (namespace, scopes, implied reason) and checks
-// every rule of the domain, returning all problems at once. ref is the time
-// the event is judged against for clock skew: the Kafka message timestamp when
-// consuming (so a replay judges it the same way), the clock when publishing.
-// Identifier values are checked by Normalizer.ExpandAll, not here.
+// every rule of the domain, returning all problems at once. Identifier values
+// are checked by Normalizer.Expand, not here.
+//
+// ref is the event's reference time, one its producer does not control:
+// when suppressd first reads the event from Kafka (bounded by the message's
+// timestamp), or the server's clock when suppressd publishes it itself. An
+// event may not claim to have happened after it: last writer wins, so one
+// lift stamped an hour ahead would outvote every honest opt-out of that
+// hour. Such a time is clamped to ref and the event kept (Clamped is set):
+// an opt-out is never dropped for its timestamp, and a lift can never be
+// dated after its reference time. A zero ref judges nothing.
 func (e *Event) Normalize(ref time.Time) error {
 	var ps []FieldProblem
 	bad := func(field, format string, args ...any) {
@@ -190,8 +195,8 @@ func (e *Event) Normalize(ref time.Time) error {
 	}
 	if e.OccurredAt.IsZero() {
 		bad("time", "required: when the person acted")
-	} else if !ref.IsZero() && e.OccurredAt.After(ref.Add(MaxClockSkew)) {
-		bad("time", "more than %s in the future", MaxClockSkew)
+	} else if !ref.IsZero() && e.OccurredAt.After(ref) {
+		e.OccurredAt, e.Clamped = ref, true
 	}
 	if e.Namespace == "" {
 		e.Namespace = DefaultNamespace

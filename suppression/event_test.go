@@ -57,7 +57,6 @@ func TestEventNormalizeRejects(t *testing.T) {
 		{"no source", func(e *Event) { e.Source = "" }, []string{"source: must be"}},
 		{"unknown type", func(e *Event) { e.Type = "teleport" }, []string{`type: unknown event type "teleport"`}},
 		{"no time", func(e *Event) { e.OccurredAt = time.Time{} }, []string{"time: required"}},
-		{"time from the future", func(e *Event) { e.OccurredAt = t0.Add(time.Hour) }, []string{"time: more than 15m0s in the future"}},
 		{"no identifiers", func(e *Event) { e.Identifiers = nil }, []string{"data.identifiers: at least one"}},
 		{"unknown identifier type", func(e *Event) { e.Identifiers[0].Type = "fax" }, []string{`data.identifiers[0].type: unknown identifier type "fax"`}},
 		{"no scopes on unsubscribe", func(e *Event) { e.Scopes = nil }, []string{"data.scopes: required for unsubscribe events"}},
@@ -120,4 +119,32 @@ func TestStamp(t *testing.T) {
 	require.Equal(t, 0, a.Compare(a))
 	require.Equal(t, t0, a.Time())
 	require.False(t, strings.Contains(a.Time().String(), "Local"))
+}
+
+// TestFutureTimesAreClamped: an event that claims to have happened after its
+// reference time is kept, dated at the reference time: an opt-out is never
+// dropped for its clock, and a lift can never outvote what follows it.
+func TestFutureTimesAreClamped(t *testing.T) {
+	for _, typ := range []EventType{EventUnsubscribe, EventResubscribe, EventErasureRequested} {
+		t.Run(string(typ), func(t *testing.T) {
+			e := validEvent(typ)
+			if typ == EventErasureRequested {
+				e.Scopes = nil
+			}
+			e.OccurredAt = t0.Add(time.Hour)
+			require.NoError(t, e.Normalize(t0))
+			require.True(t, e.Clamped)
+			require.Equal(t, t0, e.OccurredAt)
+			require.Equal(t, t0.UnixMilli(), e.Change().Stamp.At)
+
+			honest := validEvent(typ)
+			if typ == EventErasureRequested {
+				honest.Scopes = nil
+			}
+			honest.OccurredAt = t0.Add(-time.Second)
+			require.NoError(t, honest.Normalize(t0))
+			require.False(t, honest.Clamped)
+			require.Equal(t, t0.Add(-time.Second), honest.OccurredAt)
+		})
+	}
 }

@@ -16,16 +16,19 @@ type Register struct {
 	Source string
 }
 
-// ScopeState is everything known about one match key in one scope: a set of
-// registers, each the maximum (by Stamp) of the events of its kind.
+// ScopeState is everything known about one storage key in one scope: a set
+// of registers, each the maximum (by Stamp) of the events of its kind.
 //
-// The merge rule. A suppression for reason R is active when its stamp is
-// newer than every lift that applies to R: the newest plain lift (resubscribe,
-// consent granted) when R is not sticky, and the newest admin unsuppress that
-// names R. Because every register only ever moves to a newer stamp, the state
-// is a join of the events seen: any order, any duplication and any replay of
-// the same set of events gives the same state. Registers that can never
-// matter again (a suppression older than its lift, an admin lift older than
+// The merge rule. A suppression for reason R is active when it happened no
+// earlier than every lift that applies to R: the newest plain lift
+// (resubscribe, consent granted) when R is not sticky, and the newest admin
+// unsuppress that names R. Suppressions and lifts are compared by the time
+// the person acted alone, and within the same millisecond the suppression
+// wins: when the order cannot be known, the answer that keeps the opt-out.
+// Because every register only ever moves to a newer stamp, the state is a
+// join of the events seen: any order, any duplication and any replay of the
+// same set of events gives the same state. Registers that can never matter
+// again (a suppression older than a lift of it, an admin lift no newer than
 // the plain lift of a non-sticky reason) are dropped, so a suppression
 // register in the state is always active; lift registers stay as tombstones
 // so that an older opt-out arriving late cannot resurrect.
@@ -51,20 +54,18 @@ func (s ScopeState) find(a Action, r Reason) int {
 	return -1
 }
 
-// liftOf returns the newest stamp of a lift that applies to reason r, and
-// whether there is one.
-func (s ScopeState) liftOf(r Reason) (Stamp, bool) {
-	var best Stamp
-	found := false
-	if i := s.find(ActionLift, r); i >= 0 {
-		best, found = s[i].Stamp, true
+// liftedAt reports whether a lift that applies to reason r happened after
+// at (a suppression at the same millisecond as its lift stays).
+func (s ScopeState) liftedAt(r Reason, at int64) bool {
+	if i := s.find(ActionLift, r); i >= 0 && s[i].Stamp.At > at {
+		return true
 	}
 	if !r.Sticky() {
-		if i := s.find(ActionLift, ""); i >= 0 && (!found || s[i].Stamp.Compare(best) > 0) {
-			best, found = s[i].Stamp, true
+		if i := s.find(ActionLift, ""); i >= 0 && s[i].Stamp.At > at {
+			return true
 		}
 	}
-	return best, found
+	return false
 }
 
 // Apply folds a change into the state and returns the new state and whether
@@ -75,13 +76,13 @@ func (s ScopeState) Apply(c Change) (ScopeState, bool) {
 	}
 	switch c.Action {
 	case ActionSuppress:
-		if l, ok := s.liftOf(c.Reason); ok && l.Compare(c.Stamp) >= 0 {
-			return s, false // lifted by a newer event: an old opt-out arriving late
+		if s.liftedAt(c.Reason, c.Stamp.At) {
+			return s, false // lifted by a later event: an old opt-out arriving late
 		}
 	case ActionLift:
 		if c.Reason != "" && !c.Reason.Sticky() {
-			if i := s.find(ActionLift, ""); i >= 0 && s[i].Stamp.Compare(c.Stamp) >= 0 {
-				return s, false // the newer plain lift already covers this reason
+			if i := s.find(ActionLift, ""); i >= 0 && s[i].Stamp.At >= c.Stamp.At {
+				return s, false // the plain lift, no older, already covers this reason
 			}
 		}
 	default:
@@ -92,8 +93,8 @@ func (s ScopeState) Apply(c Change) (ScopeState, bool) {
 		if r.Action == c.Action && r.Reason == c.Reason {
 			continue // replaced below
 		}
-		if c.Action == ActionLift && c.Stamp.Compare(r.Stamp) >= 0 && covers(c.Reason, r) {
-			continue // dominated by the new lift
+		if c.Action == ActionLift && dominates(c, r) {
+			continue
 		}
 		next = append(next, r)
 	}
@@ -102,15 +103,15 @@ func (s ScopeState) Apply(c Change) (ScopeState, bool) {
 	return next, true
 }
 
-// covers reports whether a lift for reason lr (empty: plain lift) makes
-// register r obsolete, given that r is no newer than the lift.
-func covers(lr Reason, r Register) bool {
-	if lr == "" {
-		// A plain lift lifts every non-sticky suppression, and makes admin
-		// lifts of non-sticky reasons redundant.
-		return !r.Reason.Sticky() && r.Reason != ""
+// dominates reports whether the lift l makes register r obsolete: a
+// suppression it lifts that happened strictly before it, or, for a plain
+// lift, an admin lift of a non-sticky reason that is no newer.
+func dominates(l Change, r Register) bool {
+	if r.Action == ActionSuppress {
+		lifts := l.Reason == r.Reason || l.Reason == "" && !r.Reason.Sticky()
+		return lifts && l.Stamp.At > r.Stamp.At
 	}
-	return r.Action == ActionSuppress && r.Reason == lr
+	return l.Reason == "" && r.Reason != "" && !r.Reason.Sticky() && l.Stamp.At >= r.Stamp.At
 }
 
 // Active returns the suppressions in force, strongest reason first.

@@ -34,7 +34,8 @@ func activeReasons(s ScopeState) []Reason {
 
 // reference computes the active reasons straight from the definition of the
 // merge rule, with no incremental state: reason R is active when its newest
-// suppression is newer than every lift that applies to R.
+// suppression happened no earlier (in milliseconds) than every lift that
+// applies to R.
 func reference(cs []Change) map[Reason]bool {
 	newest := func(pick func(Change) bool) (Stamp, bool) {
 		var best Stamp
@@ -55,7 +56,7 @@ func reference(cs []Change) map[Reason]bool {
 		l, lok := newest(func(c Change) bool {
 			return c.Action == ActionLift && (c.Reason == r || c.Reason == "" && !r.Sticky())
 		})
-		if !lok || s.Compare(l) > 0 {
+		if !lok || s.At >= l.At {
 			active[r] = true
 		}
 	}
@@ -168,8 +169,13 @@ func TestMergeScenarios(t *testing.T) {
 		{"non-sticky admin lift lifts only its reason", []Change{
 			sup(1, 1, ReasonUnsubscribe), sup(2, 2, ReasonHardBounce), lift(4, 4, ReasonHardBounce),
 		}, []Reason{ReasonUnsubscribe}},
-		{"same millisecond: the tag decides", []Change{sup(5, 9, ReasonUnsubscribe), lift(5, 3, "")}, []Reason{ReasonUnsubscribe}},
-		{"same millisecond, other tag order", []Change{sup(5, 3, ReasonUnsubscribe), lift(5, 9, "")}, nil},
+		// Within the same millisecond the order is unknown: the opt-out
+		// stays, whatever the tags (which order events of one kind only).
+		{"same millisecond: the suppression wins", []Change{sup(5, 9, ReasonUnsubscribe), lift(5, 3, "")}, []Reason{ReasonUnsubscribe}},
+		{"same millisecond, other tag order: still suppressed", []Change{sup(5, 3, ReasonUnsubscribe), lift(5, 9, "")}, []Reason{ReasonUnsubscribe}},
+		{"same millisecond, lift delivered first", []Change{lift(5, 9, ""), sup(5, 3, ReasonUnsubscribe)}, []Reason{ReasonUnsubscribe}},
+		{"same millisecond admin unsuppress of erasure: erasure stays", []Change{sup(5, 1, ReasonErasure), lift(5, 2, ReasonErasure)}, []Reason{ReasonErasure}},
+		{"a millisecond later the lift wins", []Change{sup(5, 9, ReasonUnsubscribe), lift(6, 3, "")}, nil},
 		{"several reasons, strongest first", []Change{sup(1, 1, ReasonUnsubscribe), sup(2, 2, ReasonErasure)}, []Reason{ReasonErasure, ReasonUnsubscribe}},
 	}
 	for _, tc := range tests {

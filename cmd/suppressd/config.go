@@ -71,6 +71,9 @@ type APIConfig struct {
 	StoreTimeout time.Duration `envconfig:"STORE_TIMEOUT" default:"500ms"`
 	// MaxBatch is the most contacts in one batch check.
 	MaxBatch int `envconfig:"MAX_BATCH" default:"10000"`
+	// MaxKeys is the most match keys one request may expand into: what
+	// Redis reads within StoreTimeout (about 250,000 keys/s pipelined).
+	MaxKeys int `envconfig:"MAX_KEYS" default:"50000"`
 }
 
 // keys returns the configured API keys.
@@ -276,8 +279,8 @@ func (c Config) settle() (*settings, error) {
 		if len(s.apiKeys) == 0 {
 			return nil, fmt.Errorf("SUPPRESSD_API_KEYS: the api role needs at least one key (suppressd apikey makes one)")
 		}
-		if c.API.StoreTimeout <= 0 || c.API.MaxBatch < 1 {
-			return nil, fmt.Errorf("SUPPRESSD_API_STORE_TIMEOUT / SUPPRESSD_API_MAX_BATCH: must be positive")
+		if c.API.StoreTimeout <= 0 || c.API.MaxBatch < 1 || c.API.MaxKeys < suppression.MaxIdentifiers*4 {
+			return nil, fmt.Errorf("SUPPRESSD_API_STORE_TIMEOUT / SUPPRESSD_API_MAX_BATCH / SUPPRESSD_API_MAX_KEYS: must be positive (MAX_KEYS at least %d, one contact's worth)", suppression.MaxIdentifiers*4)
 		}
 	}
 	if s.keyring, err = c.Link.keyring(); err != nil {

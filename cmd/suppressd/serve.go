@@ -92,7 +92,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 		defer closePub()
 		srv := api.New(d.store, api.Options{
 			Keys: s.apiKeys, Normalizer: s.normalizer, Keyer: s.keyer, StoreTimeout: s.API.StoreTimeout,
-			MaxBatch: s.API.MaxBatch, Gatherer: reg,
+			MaxBatch: s.API.MaxBatch, MaxKeys: s.API.MaxKeys, Gatherer: reg,
 			Publisher: pub, Validator: s.validator, PublishLog: d.publishLog,
 			Links: s.minter,
 		}, log, reg)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/suppressd/suppressd/consumer"
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -70,7 +71,7 @@ func runSubjects(ctx context.Context, args []string, io stdio) error {
 	var history []found
 	for _, pr := range ends {
 		err := s.Kafka.ReadRange(ctx, pr, func(msg kafka.Message) error {
-			dec, err := s.validator.Decode(msg.Value, msg.Time, s.normalizer)
+			dec, err := s.validator.Decode(msg.Value, consumer.Reference(msg.Time, time.Now()), s.normalizer)
 			if err != nil || dec.Event.Namespace != *namespace {
 				return nil
 			}

@@ -76,12 +76,17 @@ func (c Config) Client() (redis.UniversalClient, error) {
 		rdb = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: t,
 			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolSize: c.PoolSize,
+			ContextTimeoutEnabled: true,
 		})
 	} else {
 		rdb = redis.NewUniversalClient(&redis.UniversalOptions{
 			Addrs: c.Addrs, MasterName: c.MasterName, Username: c.Username, Password: c.Password,
 			SentinelPassword: c.SentinelPassword, DB: c.DB, TLSConfig: t,
 			DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout, PoolSize: c.PoolSize,
+			// Without it go-redis ignores context deadlines and waits out
+			// ReadTimeout: a check would answer 503 after 1s, not after
+			// SUPPRESSD_API_STORE_TIMEOUT.
+			ContextTimeoutEnabled: true,
 		})
 	}
 	rdb.AddHook(explainHook{})

@@ -24,21 +24,30 @@ import (
 
 // Server is a redis-server of the test's own, which the test stops and
 // starts again on the same port and directory. Persistence is on (AOF,
-// fsync on every write) so what was applied before a stop survives it.
+// fsync on every write) so what was applied before a stop survives it,
+// unless the server is volatile.
 type Server struct {
-	t      testing.TB
-	bin    string
-	dir    string
-	addr   string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
+	t        testing.TB
+	bin      string
+	dir      string
+	addr     string
+	volatile bool
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd has been waited for
 }
 
 // Start starts a redis-server on a free loopback port in a
 // temporary directory; it is killed when the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return start(t, false) }
+
+// StartVolatile starts a redis-server without persistence: stopped and
+// started again, it comes back empty, as a cache-configured server, a lost
+// volume or a failover to an empty replica leave it.
+func StartVolatile(t testing.TB) *Server { return start(t, true) }
+
+func start(t testing.TB, volatile bool) *Server {
 	t.Helper()
-	p := &Server{t: t, bin: testenv.RedisServerPath(t), dir: t.TempDir()}
+	p := &Server{t: t, bin: testenv.RedisServerPath(t), dir: t.TempDir(), volatile: volatile}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	p.addr = l.Addr().String()
@@ -61,10 +70,13 @@ func (p *Server) Start() {
 	t := p.t
 	t.Helper()
 	require.True(t, p.cmd == nil || p.HasExited(), "redis-server already running")
-	cmd := exec.Command(p.bin,
-		"--port", p.port(), "--bind", "127.0.0.1", "--daemonize", "no",
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--dir", p.dir, "--logfile", filepath.Join(p.dir, "redis.log"))
+	persistence := []string{"--appendonly", "yes", "--appendfsync", "always", "--save", ""}
+	if p.volatile {
+		persistence = []string{"--appendonly", "no", "--save", ""}
+	}
+	cmd := exec.Command(p.bin, append(append([]string{
+		"--port", p.port(), "--bind", "127.0.0.1", "--daemonize", "no"}, persistence...),
+		"--dir", p.dir, "--logfile", filepath.Join(p.dir, "redis.log"))...)
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})
 	go func() {
@@ -118,6 +130,13 @@ func (p *Server) Stop() {
 		t.Fatalf("redis-server did not exit after SIGTERM\n%s", p.LogTail())
 	}
 	require.True(t, p.cmd.ProcessState.Success(), "redis-server exits cleanly on SIGTERM: %v\n%s", p.cmd.ProcessState, p.LogTail())
+}
+
+// Kill sends SIGKILL and waits for the process to exit: a crash.
+func (p *Server) Kill() {
+	p.t.Helper()
+	p.kill()
+	require.True(p.t, p.HasExited())
 }
 
 func (p *Server) kill() {

@@ -80,11 +80,17 @@ local function find(entries, scope, kind)
   return nil
 end
 
--- covers: does a lift for reason lr (0: plain lift) make register e obsolete?
-local function covers(lr, e)
+-- dominates: does the lift c (reason lr, 0 for a plain lift) make register
+-- e obsolete? A suppression it lifts that happened strictly before it (a
+-- suppression in the same millisecond stays: the conservative answer), or,
+-- for a plain lift, an admin lift of a non-sticky reason that is no newer.
+local function dominates(c, lr, e)
   local r = e.kind % LIFT
-  if lr == 0 then return r ~= 0 and not STICKY[r] end
-  return e.kind == r and r == lr
+  if e.kind < LIFT then
+    local lifts = (lr == r) or (lr == 0 and not STICKY[r])
+    return lifts and c.at > e.at
+  end
+  return lr == 0 and r ~= 0 and not STICKY[r] and c.at >= e.at
 end
 
 local function apply(entries, c)
@@ -93,22 +99,24 @@ local function apply(entries, c)
   local lift = c.kind >= LIFT
   local r = c.kind % LIFT
   if not lift then
+    -- lifted by a later event: an old opt-out arriving late
     local l = find(entries, c.scope, LIFT + r)
-    if l and cmp(l, c) >= 0 then return entries, false end
+    if l and l.at > c.at then return entries, false end
     if not STICKY[r] then
       l = find(entries, c.scope, LIFT)
-      if l and cmp(l, c) >= 0 then return entries, false end
+      if l and l.at > c.at then return entries, false end
     end
   elseif r ~= 0 and not STICKY[r] then
+    -- the plain lift, no older, already covers this reason
     local l = find(entries, c.scope, LIFT)
-    if l and cmp(l, c) >= 0 then return entries, false end
+    if l and l.at >= c.at then return entries, false end
   end
   local out = {}
   for i = 1, #entries do
     local e = entries[i]
     local same = e.scope == c.scope
     if not (same and e.kind == c.kind) and
-       not (lift and same and cmp(c, e) >= 0 and covers(r, e)) then
+       not (lift and same and dominates(c, r, e)) then
       out[#out + 1] = e
     end
   end
