@@ -115,6 +115,7 @@ func TestLinks(t *testing.T) {
 		recipient("fax", suppression.Identifier{Type: "fax", Value: "+1 415 555 0199"}, nil),
 		recipient("topic", email("erin.links@example.org"), map[string]any{"scopes": []string{"email", "newsletter"}}),
 		recipient("empty", suppression.Identifier{}, nil),
+		recipient("swapped", suppression.Identifier{Type: "swapped.value@example.org", Value: "email"}, nil),
 	}})
 	req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/v1/links", strings.NewReader(string(b)))
 	require.NoError(t, err)
@@ -128,9 +129,10 @@ func TestLinks(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(rb))
 	var lenient struct{ Results []any }
 	require.NoError(t, json.Unmarshal(rb, &lenient))
-	require.Len(t, lenient.Results, 4)
+	require.Len(t, lenient.Results, 5)
 	require.Contains(t, lenient.Results[0], "url")
-	requireErrors(t, lenient.Results, map[int]string{1: "recipients[1].identifier.type", 2: "recipients[2].scopes[1]", 3: "recipients[3].identifier.type"})
+	requireErrors(t, lenient.Results, map[int]string{1: "recipients[1].identifier.type", 2: "recipients[2].scopes[1]", 3: "recipients[3].identifier.type", 4: "recipients[4].identifier.type"})
+	require.NotContains(t, string(rb), "swapped.value", "a value in the type field is not repeated either")
 }
 
 // requireErrors checks that the results at the given indexes are errors

@@ -309,7 +309,9 @@ func checkClaims(c *Claims) error {
 		}
 	}
 	if !slices.Contains(idTypeCodes, c.Identifier.Type) {
-		return bad("identifier.type", "unknown identifier type %q (want email, phone, user_id, maid, email_sha256, phone_sha256)", c.Identifier.Type)
+		// Not quoted: a caller who swapped type and value would see the
+		// value in the message.
+		return bad("identifier.type", "unknown identifier type (want email, phone, user_id, maid, email_sha256, phone_sha256)")
 	}
 	if err := checkValue(c.Identifier); err != nil {
 		return bad("identifier.value", "%v", err) // IdentifierError never quotes the value
