@@ -1,7 +1,7 @@
-// Package api is suppressd's HTTP API: checks for the email sender, the
-// streaming filter for the ad-audience exporter, the access-right lookup,
-// and health, readiness and metrics. docs/api.md is the contract and
-// schemas/openapi.yaml its machine-readable form.
+// Package api is suppressd's HTTP API: checks and unsubscribe links for the
+// email sender, the streaming filter for the ad-audience exporter, the
+// access-right lookup, and health, readiness and metrics. docs/api.md is
+// the contract and schemas/openapi.yaml its machine-readable form.
 //
 // Handlers return errors; writeError turns them into JSON with a status, and
 // nothing internal reaches a caller. Every answer about a contact comes from
@@ -26,6 +26,7 @@ import (
 	"github.com/suppressd/suppressd/internal/ops"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
+	"github.com/suppressd/suppressd/unsubscribe"
 )
 
 // Options configure the API. The zero value plus keys is usable.
@@ -60,6 +61,12 @@ type Options struct {
 	Publisher  Publisher
 	Validator  *schemas.Validator
 	PublishLog PublishLog
+	// Links enables POST /v1/links: it mints with the keyring and TTL the
+	// /u/ pages verify. Without it the endpoint answers 404.
+	Links *unsubscribe.Minter
+	// MaxLinks is the most recipients in one POST /v1/links (its body is
+	// bounded by MaxBatchBody). Default 10,000.
+	MaxLinks int
 }
 
 func (o *Options) setDefaults() {
@@ -80,6 +87,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBatchBody <= 0 {
 		o.MaxBatchBody = 16 << 20
+	}
+	if o.MaxLinks <= 0 {
+		o.MaxLinks = 10_000
 	}
 	if o.FilterChunk <= 0 {
 		o.FilterChunk = 2000
@@ -115,6 +125,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/subjects/lookup", "subjects_lookup", ScopeAdmin, s.lookup)
 	route("POST /v1/events", "events", ScopePublish, s.events)
 	route("POST /v1/import", "import", ScopeAdmin, s.importList)
+	route("POST /v1/links", "links", ScopeLinks, s.links)
 	health := ops.Handler(s.store.Ready, s.opts.Gatherer, s.opts.StoreTimeout)
 	for _, name := range []string{"healthz", "readyz"} {
 		mux.Handle("GET /"+name, s.instrument(name, func(w http.ResponseWriter, r *http.Request) error {

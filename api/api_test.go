@@ -35,11 +35,12 @@ const (
 	checkKey  = "sdk_test_check"
 	filterKey = "sdk_test_filter"
 	adminKey  = "sdk_test_admin"
+	linksKey  = "sdk_test_links"
 )
 
 func testKeys(t testing.TB) []Key {
 	h := func(s string) string { d := sha256.Sum256([]byte(s)); return hex.EncodeToString(d[:]) }
-	keys, err := ParseKeys("sender:check:" + h(checkKey) + ",exporter:filter:" + h(filterKey) + ",privacy:admin+check:" + h(adminKey))
+	keys, err := ParseKeys("sender:check:" + h(checkKey) + ",exporter:filter:" + h(filterKey) + ",privacy:admin+check:" + h(adminKey) + ",mailer:check+links:" + h(linksKey))
 	require.NoError(t, err)
 	return keys
 }

@@ -21,9 +21,12 @@ const (
 	ScopeFilter  Scope = "filter"
 	ScopePublish Scope = "publish"
 	ScopeAdmin   Scope = "admin"
+	// ScopeLinks mints unsubscribe links (POST /v1/links): the sender's
+	// scope beside check. It reveals nothing stored.
+	ScopeLinks Scope = "links"
 )
 
-var allScopes = []Scope{ScopeCheck, ScopeFilter, ScopePublish, ScopeAdmin}
+var allScopes = []Scope{ScopeCheck, ScopeFilter, ScopePublish, ScopeAdmin, ScopeLinks}
 
 // Key is an API key as configured: its name, the SHA-256 of its secret and
 // its scopes. The secret itself is never held.
@@ -93,7 +96,7 @@ func parseKey(entry string) (Key, error) {
 	}
 	for _, s := range strings.Split(parts[1], "+") {
 		if !slices.Contains(allScopes, Scope(s)) {
-			return Key{}, fmt.Errorf("unknown scope (want check, filter, publish or admin, joined by +)")
+			return Key{}, fmt.Errorf("unknown scope (want check, filter, publish, admin or links, joined by +)")
 		}
 		k.Scopes = append(k.Scopes, Scope(s))
 	}

@@ -8,6 +8,7 @@ type metrics struct {
 	checks   *prometheus.CounterVec
 	filtered *prometheus.CounterVec
 	storeErr prometheus.Counter
+	links    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,7 +34,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "suppressd_api_store_errors_total",
 			Help: "Store reads that failed or timed out; each answered 503.",
 		}),
+		links: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "suppressd_links_total",
+			Help: "Recipients of POST /v1/links, by result: minted, invalid (the recipient was refused, named in its result).",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.storeErr)
+	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.storeErr, m.links)
 	return m
 }

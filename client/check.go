@@ -75,12 +75,33 @@ func (c *Client) Check(ctx context.Context, req CheckRequest) (Result, error) {
 func (c *Client) CheckBatch(ctx context.Context, req BatchRequest) ([]Result, error) {
 	n := len(req.Contacts)
 	results := make([]Result, n)
-	if n == 0 {
-		return results, nil
-	}
 	size := c.opts.BatchSize
+	answered, err := c.chunked(ctx, n, size, "contacts", func(ctx context.Context, lo, hi int) error {
+		return splitTooLarge(lo, hi, func(lo, hi int) error { return c.checkChunk(ctx, req, lo, hi, results[lo:hi]) })
+	})
+	if err != nil {
+		err = opError("check batch", err)
+		for i := range results {
+			if !answered[i/size] {
+				results[i] = c.failed(err)
+				results[i].Ref = req.Contacts[i].Ref
+			}
+		}
+	}
+	return results, err
+}
+
+// chunked calls send for each chunk [lo, hi) of n items, at most size
+// long, up to Options.BatchConcurrency at a time. The
+// first failure (naming the range of items, "contacts 3 to 5") stops
+// further chunks from being sent; answered says which chunks succeeded, so
+// the caller can mark the items of the others.
+func (c *Client) chunked(ctx context.Context, n, size int, items string, send func(ctx context.Context, lo, hi int) error) (answered []bool, err error) {
+	if n == 0 {
+		return nil, nil
+	}
 	chunks := (n + size - 1) / size
-	answered := make([]bool, chunks)
+	answered = make([]bool, chunks)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -106,7 +127,7 @@ launch:
 		lo, hi := i*size, min(n, (i+1)*size)
 		wg.Go(func() {
 			defer func() { <-sem }()
-			err := c.checkRange(ctx, req, lo, hi, results[lo:hi])
+			err := send(ctx, lo, hi)
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {
@@ -114,7 +135,7 @@ launch:
 				return
 			}
 			if firstErr == nil {
-				firstErr = opError("check batch", fmt.Errorf("contacts %d to %d: %w", lo, hi-1, err))
+				firstErr = fmt.Errorf("%s %d to %d: %w", items, lo, hi-1, err)
 				cancel()
 			}
 		})
@@ -126,39 +147,28 @@ launch:
 			if !ok {
 				// Only the caller's ctx ends the launch loop early
 				// without a chunk error.
-				firstErr = opError("check batch", context.Cause(ctx))
-				break
+				return answered, context.Cause(ctx)
 			}
 		}
 	}
-	if firstErr != nil {
-		for i, ok := range answered {
-			if ok {
-				continue
-			}
-			for j := i * size; j < min(n, (i+1)*size); j++ {
-				results[j] = c.failed(firstErr)
-				results[j].Ref = req.Contacts[j].Ref
-			}
-		}
-	}
-	return results, firstErr
+	return answered, firstErr
 }
 
-// checkRange checks contacts [lo, hi), splitting the range in halves while
-// the server answers 413 (too many match keys or too large a body for one
-// request): a limit is a reason to send less at once, never to fail.
-func (c *Client) checkRange(ctx context.Context, req BatchRequest, lo, hi int, out []Result) error {
-	err := c.checkChunk(ctx, req, lo, hi, out)
+// splitTooLarge calls send for [lo, hi), splitting the range in halves
+// while the server answers 413 (too many match keys, or too large a body
+// for one request): a limit is a reason to send less at once, never to
+// fail.
+func splitTooLarge(lo, hi int, send func(lo, hi int) error) error {
+	err := send(lo, hi)
 	var ae *APIError
 	if hi-lo < 2 || !errors.As(err, &ae) || ae.Status != http.StatusRequestEntityTooLarge {
 		return err
 	}
 	mid := lo + (hi-lo)/2
-	if err := c.checkRange(ctx, req, lo, mid, out[:mid-lo]); err != nil {
+	if err := splitTooLarge(lo, mid, send); err != nil {
 		return err
 	}
-	return c.checkRange(ctx, req, mid, hi, out[mid-lo:])
+	return splitTooLarge(mid, hi, send)
 }
 
 // checkChunk sends contacts [lo, hi) and, only if the whole answer is
@@ -194,7 +204,7 @@ func (c *Client) checkChunk(ctx context.Context, req BatchRequest, lo, hi int, o
 			// A rejected contact is never allowed, FailOpen or not: it
 			// is a bad identifier, not an outage.
 			e := r.Error.apiError(0)
-			e.Field = shiftContactIndex(e.Field, lo)
+			e.Field = shiftIndex(e.Field, "contacts[", lo)
 			res.Err = e
 		} else {
 			res.Allowed = *r.Allowed
@@ -204,11 +214,11 @@ func (c *Client) checkChunk(ctx context.Context, req BatchRequest, lo, hi int, o
 	return nil
 }
 
-// shiftContactIndex rewrites "contacts[k]..." to "contacts[k+offset]..."
-// so that a field names the contact in the caller's request, not in the
-// chunk that was sent.
-func shiftContactIndex(field string, offset int) string {
-	rest, ok := strings.CutPrefix(field, "contacts[")
+// shiftIndex rewrites "contacts[k]..." (list "contacts[") to
+// "contacts[k+offset]..." so that a field names the item in the caller's
+// request, not in the chunk that was sent.
+func shiftIndex(field, list string, offset int) string {
+	rest, ok := strings.CutPrefix(field, list)
 	if !ok || offset == 0 {
 		return field
 	}
@@ -220,5 +230,5 @@ func shiftContactIndex(field string, offset int) string {
 	if err != nil {
 		return field
 	}
-	return "contacts[" + strconv.Itoa(k+offset) + "]" + tail
+	return list + strconv.Itoa(k+offset) + "]" + tail
 }

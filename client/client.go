@@ -52,15 +52,17 @@ type Options struct {
 	// reading the answer. Default 2s. The ctx passed to Check bounds the
 	// whole call, retries included.
 	Timeout time.Duration
-	// BatchTimeout bounds each attempt of each request CheckBatch sends
-	// (up to BatchSize contacts). Default 10s.
+	// BatchTimeout bounds each attempt of each request CheckBatch and
+	// Links send (up to BatchSize contacts or LinksBatchSize recipients).
+	// Default 10s.
 	BatchTimeout time.Duration
 
-	// MaxAttempts is how many times Check and CheckBatch send a request
-	// before giving up; 1 disables retries. Default 3. Only a 503 and a
-	// failure to connect or to read the answer are retried; a 4xx never
-	// is, since sending it again cannot change the answer. Filter retries
-	// only when its input has not been read yet (see Client.Filter).
+	// MaxAttempts is how many times Check, CheckBatch and Links send a
+	// request before giving up; 1 disables retries. Default 3. Only a 503
+	// and a failure to connect or to read the answer are retried; a 4xx
+	// never is, since sending it again cannot change the answer. Filter
+	// retries only when its input has not been read yet (see
+	// Client.Filter).
 	MaxAttempts int
 	// BackoffBase is the first retry's maximum wait; each further retry
 	// doubles it up to BackoffCap. The actual wait is drawn uniformly from
@@ -77,8 +79,14 @@ type Options struct {
 	// match keys, or over its body limit) is split in halves and sent
 	// again, down to single contacts.
 	BatchSize int
-	// BatchConcurrency is how many requests CheckBatch has in flight at
-	// once. Default 1 (sequential).
+	// LinksBatchSize is the largest number of recipients Links puts in one
+	// request. Default and maximum MaxBatchSize (the server's limit):
+	// minting reads no match keys, so a large request costs the server no
+	// more than several small ones. A 413 (over the server's body limit)
+	// is split in halves as for CheckBatch.
+	LinksBatchSize int
+	// BatchConcurrency is how many requests CheckBatch and Links have in
+	// flight at once. Default 1 (sequential).
 	BatchConcurrency int
 
 	// FailOpen is DANGEROUS: it makes Check and CheckBatch answer
@@ -109,6 +117,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("BackoffCap %s: must not be negative", o.BackoffCap)
 	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
 		return o, fmt.Errorf("BatchSize %d: must be between 1 and %d (0 for the default)", o.BatchSize, MaxBatchSize)
+	case o.LinksBatchSize < 0 || o.LinksBatchSize > MaxBatchSize:
+		return o, fmt.Errorf("LinksBatchSize %d: must be between 1 and %d (0 for the default)", o.LinksBatchSize, MaxBatchSize)
 	case o.BatchConcurrency < 0:
 		return o, fmt.Errorf("BatchConcurrency %d: must not be negative", o.BatchConcurrency)
 	}
@@ -121,6 +131,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.BackoffBase = cmp.Or(o.BackoffBase, DefaultBackoffBase)
 	o.BackoffCap = cmp.Or(o.BackoffCap, DefaultBackoffCap)
 	o.BatchSize = cmp.Or(o.BatchSize, DefaultBatchSize)
+	o.LinksBatchSize = cmp.Or(o.LinksBatchSize, MaxBatchSize)
 	o.BatchConcurrency = cmp.Or(o.BatchConcurrency, DefaultBatchConcurrency)
 	return o, nil
 }

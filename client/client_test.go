@@ -58,6 +58,7 @@ func TestNew(t *testing.T) {
 		{name: "empty key", url: "https://suppressd.internal", key: " ", wantErr: "empty API key"},
 		{name: "negative timeout", url: "https://s", key: "k", opts: client.Options{Timeout: -1}, wantErr: "Timeout"},
 		{name: "batch too big", url: "https://s", key: "k", opts: client.Options{BatchSize: 10001}, wantErr: "BatchSize"},
+		{name: "links batch too big", url: "https://s", key: "k", opts: client.Options{LinksBatchSize: 10001}, wantErr: "LinksBatchSize"},
 		{name: "negative attempts", url: "https://s", key: "k", opts: client.Options{MaxAttempts: -1}, wantErr: "MaxAttempts"},
 	}
 	for _, tt := range tests {

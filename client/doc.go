@@ -44,8 +44,10 @@
 //	})
 //
 // [Client.CheckBatch] checks many contacts at once, splitting them into
-// requests of at most 10,000 contacts, and [Client.Filter] streams an
-// audience file of SHA-256 hashes through /v1/filter in constant memory.
+// requests of at most 10,000 contacts, [Client.Links] mints the one-click
+// unsubscribe headers of a send's recipients the same way, and
+// [Client.Filter] streams an audience file of SHA-256 hashes through
+// /v1/filter in constant memory.
 //
 // A Client is safe for concurrent use; create one per process and reuse it
 // so that connections are reused.

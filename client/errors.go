@@ -16,7 +16,7 @@ import (
 // says "suppressd" again; a program that names itself already (the
 // suppressd command) prints Err alone.
 type OpError struct {
-	// Op is the operation: "check", "check batch", "filter", "publish",
+	// Op is the operation: "check", "check batch", "links", "filter", "publish",
 	// or "client" for New.
 	Op  string
 	Err error

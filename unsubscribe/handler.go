@@ -3,9 +3,7 @@ package unsubscribe
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"html/template"
 	"log/slog"
@@ -311,37 +309,9 @@ func (h *handler) unsubscribeFrom(q *request, scopes []suppression.Scope, retry 
 	h.render(q.w, http.StatusOK, "done", h.page(q, scopes, prefs))
 }
 
-// event builds an event from the token. Its id depends only on the token,
-// the type and the scopes: a repeated click, a provider's retry and the
-// button after a one-click all publish the same id.
+// event builds the event a request asks for (newEvent).
 func (h *handler) event(q *request, t suppression.EventType, scopes []suppression.Scope) suppression.Event {
-	return suppression.Event{
-		ID:          eventID(t, q.token, scopes),
-		Source:      h.source,
-		Type:        t,
-		OccurredAt:  q.now,
-		Namespace:   q.claims.Namespace,
-		Identifiers: []suppression.Identifier{q.claims.Identifier},
-		Scopes:      slices.Clone(scopes),
-		Origin:      suppression.OriginRecipient,
-		Context:     suppression.EventContext{CampaignID: q.claims.CampaignID, ListID: q.claims.ListID},
-	}
-}
-
-// eventID is hex SHA-256 of the type, the token and the sorted scopes. The
-// token is canonical (strict base64), so one token has one id per choice.
-func eventID(t suppression.EventType, token string, scopes []suppression.Scope) string {
-	s := slices.Clone(scopes)
-	slices.Sort(s)
-	d := sha256.New()
-	d.Write([]byte(t))
-	d.Write([]byte{0})
-	d.Write([]byte(token))
-	for _, sc := range s {
-		d.Write([]byte{0})
-		d.Write([]byte(sc))
-	}
-	return hex.EncodeToString(d.Sum(nil))
+	return newEvent(q.claims, q.token, h.source, t, scopes, q.now)
 }
 
 func (h *handler) publish(q *request, e suppression.Event) error {

@@ -2,9 +2,7 @@ package unsubscribe
 
 import (
 	"errors"
-	"fmt"
 	"net/mail"
-	"net/url"
 	"strings"
 )
 
@@ -15,44 +13,34 @@ const OneClick = "List-Unsubscribe=One-Click"
 // Headers returns the values of the List-Unsubscribe and
 // List-Unsubscribe-Post headers for a send:
 //
-//	List-Unsubscribe: <https://mail.example.org/u/TOKEN>, <mailto:unsubscribe@example.org?subject=unsubscribe>
+//	List-Unsubscribe: <https://mail.example.org/u/TOKEN>, <mailto:unsubscribe@example.org?subject=unsubscribe%20TOKEN>
 //	List-Unsubscribe-Post: List-Unsubscribe=One-Click
 //
 // baseURL is the public URL under which the handler is mounted at /u/
 // (scheme, host and an optional path prefix); it must be https, except
 // http://127.0.0.1, localhost or [::1] for development. mailto is an optional
-// bare address ("unsubscribe@example.org" or "mailto:unsubscribe@example.org").
-// The mail library must fold the header and DKIM must sign both (RFC 8058).
+// bare address ("unsubscribe@example.org" or "mailto:unsubscribe@example.org");
+// the mailto: link asks for a mail whose subject carries the token
+// (MailtoSubject, VerifySubject). The mail library must fold the header
+// (after the comma) and DKIM must sign both (RFC 8058).
+//
+// Headers checks baseURL and mailto on every call; a sender minting many
+// links uses a Minter, which checks them once.
 func Headers(baseURL, token, mailto string) (listUnsubscribe, listUnsubscribePost string, err error) {
-	u, err := url.Parse(baseURL)
+	f, err := newLinkFormat(baseURL, mailto)
 	if err != nil {
-		return "", "", fmt.Errorf("unsubscribe base URL: %w", err)
-	}
-	switch {
-	case u.Host == "":
-		return "", "", errors.New("unsubscribe base URL: no host")
-	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return "", "", errors.New("unsubscribe base URL: may hold only scheme, host and path")
-	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopbackName(u.Hostname()):
-	default:
-		return "", "", errors.New("unsubscribe base URL: must be https (RFC 8058); http only for 127.0.0.1 or localhost")
+		return "", "", err
 	}
 	if token == "" || len(token) > maxTokenLen || strings.IndexFunc(token, func(r rune) bool {
 		return r > 0x7f || !isB64URL(byte(r)) && r != '.'
 	}) >= 0 {
 		return "", "", errors.New("unsubscribe token: not a token from Keyring.Mint")
 	}
-	link := strings.TrimRight(u.String(), "/") + "/u/" + token
-	listUnsubscribe = "<" + link + ">"
-	if mailto != "" {
-		addr, err := checkMailto(mailto)
-		if err != nil {
-			return "", "", err
-		}
-		listUnsubscribe += ", <mailto:" + addr + "?subject=unsubscribe>"
+	l, err := f.links(token)
+	if err != nil {
+		return "", "", err
 	}
-	return listUnsubscribe, OneClick, nil
+	return l.ListUnsubscribe, l.ListUnsubscribePost, nil
 }
 
 func isLoopbackName(host string) bool {

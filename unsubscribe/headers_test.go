@@ -19,9 +19,9 @@ func TestHeaders(t *testing.T) {
 		{"trailing slash and path prefix", "https://example.org/suppressd/", "",
 			"<https://example.org/suppressd/u/k1.AbC-_9>"},
 		{"with mailto", "https://mail.example.org", "unsubscribe@example.org",
-			"<https://mail.example.org/u/k1.AbC-_9>, <mailto:unsubscribe@example.org?subject=unsubscribe>"},
+			"<https://mail.example.org/u/k1.AbC-_9>, <mailto:unsubscribe@example.org?subject=unsubscribe%20k1.AbC-_9>"},
 		{"mailto: prefix accepted", "https://mail.example.org", "mailto:unsubscribe@example.org",
-			"<https://mail.example.org/u/k1.AbC-_9>, <mailto:unsubscribe@example.org?subject=unsubscribe>"},
+			"<https://mail.example.org/u/k1.AbC-_9>, <mailto:unsubscribe@example.org?subject=unsubscribe%20k1.AbC-_9>"},
 		{"dev on 127.0.0.1", "http://127.0.0.1:8080", "", "<http://127.0.0.1:8080/u/k1.AbC-_9>"},
 		{"dev on localhost", "http://localhost:8080", "", "<http://localhost:8080/u/k1.AbC-_9>"},
 	} {

@@ -74,8 +74,9 @@ type Key struct {
 // Each key may seal about 2^32 tokens (the bound for random 96-bit GCM
 // nonces); rotate well before that.
 type Keyring struct {
-	signing string
-	aeads   map[string]cipher.AEAD
+	signing   string
+	signingAD []byte // additionalData(signing), made once: Mint is hot
+	aeads     map[string]cipher.AEAD
 }
 
 // NewKeyring returns a keyring that signs with the key named signing and
@@ -112,6 +113,7 @@ func NewKeyring(signing string, keys []Key) (*Keyring, error) {
 	if _, ok := kr.aeads[signing]; !ok {
 		return nil, fmt.Errorf("unsubscribe keyring: signing key %q is not among the keys", signing)
 	}
+	kr.signingAD = additionalData(signing)
 	return kr, nil
 }
 
@@ -169,9 +171,13 @@ func (kr *Keyring) Mint(c Claims, now time.Time) (string, error) {
 		return "", err
 	}
 	aead := kr.aeads[kr.signing]
+	if n := len(kr.signing) + 1 + base64.RawURLEncoding.EncodedLen(nonceLen+len(payload)+aead.Overhead()); n > maxTokenLen {
+		// Verify would refuse it: too many or too long scopes and ids.
+		return "", &ClaimError{Reason: fmt.Sprintf("the token would be %d characters, over the %d a link may have; use fewer or shorter scopes, campaign and list ids", n, maxTokenLen)}
+	}
 	sealed := make([]byte, nonceLen, nonceLen+len(payload)+aead.Overhead())
 	rand.Read(sealed[:nonceLen]) // never fails (crypto/rand since Go 1.24)
-	sealed = aead.Seal(sealed, sealed[:nonceLen], payload, additionalData(kr.signing))
+	sealed = aead.Seal(sealed, sealed[:nonceLen], payload, kr.signingAD)
 	return kr.signing + "." + base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
@@ -267,34 +273,60 @@ var scopeCodes = []suppression.Scope{
 
 const topicCode = 0x40
 
+// ClaimError is a claim Mint refuses. Field names it as POST /v1/links
+// spells it ("namespace", "identifier.type", "identifier.value", "scopes",
+// "scopes[1]", "campaign_id", "list_id"), or is empty when no one field is
+// at fault; Reason never quotes an identifier's value. It wraps
+// ErrInvalidClaims.
+type ClaimError struct {
+	Field  string
+	Reason string
+	// Shared is set by Minter.Links when the field at fault is one of the
+	// shared claims (every recipient of a request would fail the same way),
+	// not the recipient's own.
+	Shared bool
+}
+
+func (e *ClaimError) Error() string {
+	if e.Field == "" {
+		return ErrInvalidClaims.Error() + ": " + e.Reason
+	}
+	return ErrInvalidClaims.Error() + ": " + e.Field + ": " + e.Reason
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidClaims) hold.
+func (e *ClaimError) Unwrap() error { return ErrInvalidClaims }
+
 // checkClaims applies the domain's rules, so a token that verifies always
 // yields an event the consumer accepts.
 func checkClaims(c *Claims) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidClaims, fmt.Sprintf(format, args...))
+	bad := func(field, format string, args ...any) error {
+		return &ClaimError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	if c.Namespace != "" {
 		if err := suppression.CheckName(c.Namespace); err != nil {
-			return bad("namespace: %v", err)
+			return bad("namespace", "%v", err)
 		}
 	}
 	if !slices.Contains(idTypeCodes, c.Identifier.Type) {
-		return bad("unknown identifier type %q", c.Identifier.Type)
+		// Not quoted: a caller who swapped type and value would see the
+		// value in the message.
+		return bad("identifier.type", "unknown identifier type (want email, phone, user_id, maid, email_sha256, phone_sha256)")
 	}
 	if err := checkValue(c.Identifier); err != nil {
-		return bad("%v", err) // IdentifierError never quotes the value
+		return bad("identifier.value", "%v", err) // IdentifierError never quotes the value
 	}
 	if n := len(c.Scopes); n == 0 || n > suppression.MaxScopes {
-		return bad("1 to %d scopes required, got %d", suppression.MaxScopes, n)
+		return bad("scopes", "1 to %d scopes required, got %d", suppression.MaxScopes, n)
 	}
-	for _, s := range c.Scopes {
+	for i, s := range c.Scopes {
 		if _, err := suppression.ParseScope(string(s)); err != nil {
-			return bad("%v", err)
+			return bad(fmt.Sprintf("scopes[%d]", i), "%v", err)
 		}
 	}
-	for _, f := range [...]struct{ name, v string }{{"campaign id", c.CampaignID}, {"list id", c.ListID}} {
+	for _, f := range [...]struct{ name, v string }{{"campaign_id", c.CampaignID}, {"list_id", c.ListID}} {
 		if len(f.v) > MaxContextLen || !utf8.ValidString(f.v) {
-			return bad("%s must be valid UTF-8 of at most %d bytes", f.name, MaxContextLen)
+			return bad(f.name, "must be valid UTF-8 of at most %d bytes", MaxContextLen)
 		}
 	}
 	return nil

@@ -18,8 +18,6 @@ import (
 
 	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/client"
-	"github.com/suppressd/suppressd/suppression"
-	"github.com/suppressd/suppressd/unsubscribe"
 )
 
 // clientFlags are the flags every API-calling command shares.
@@ -319,66 +317,6 @@ type apiKeyJSON struct {
 	Secret string `json:"secret"`
 	// Entry is the line for SUPPRESSD_API_KEYS or its file.
 	Entry string `json:"entry"`
-}
-
-// runLink mints the List-Unsubscribe headers for one recipient and send,
-// with the keys of SUPPRESSD_LINK_KEYS.
-func runLink(_ context.Context, args []string, io stdio) error {
-	fs := flag.NewFlagSet("link", flag.ContinueOnError)
-	fs.SetOutput(io.err)
-	email := fs.String("email", "", "the recipient's address")
-	phone := fs.String("phone", "", "or a phone number (SMS)")
-	namespace := fs.String("namespace", "", "namespace")
-	var scopes multiFlag
-	fs.Var(&scopes, "scope", "what the link unsubscribes from: email, topic:<name>, * ... (repeatable; default email)")
-	campaign := fs.String("campaign", "", "campaign id, for the audit trail")
-	list := fs.String("list", "", "list id, for the audit trail")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	cfg, err := load("")
-	if err != nil {
-		return err
-	}
-	kr := cfg.keyring
-	if kr == nil {
-		return errors.New("SUPPRESSD_LINK_KEYS: no link keys configured")
-	}
-	if cfg.Link.BaseURL == "" {
-		return errors.New("SUPPRESSD_LINK_BASE_URL: the public URL the links point at is required")
-	}
-	var id suppression.Identifier
-	switch {
-	case *email != "" && *phone == "":
-		id = suppression.Identifier{Type: suppression.IDEmail, Value: *email}
-	case *phone != "" && *email == "":
-		id = suppression.Identifier{Type: suppression.IDPhone, Value: *phone}
-	default:
-		return usageError{errors.New("name the recipient with --email or --phone")}
-	}
-	if len(scopes) == 0 {
-		scopes = multiFlag{"email"}
-	}
-	claims := unsubscribe.Claims{Namespace: *namespace, Identifier: id, CampaignID: *campaign, ListID: *list}
-	for _, s := range scopes {
-		sc, err := suppression.ParseScope(s)
-		if err != nil {
-			return usageError{fmt.Errorf("--scope: %w", err)}
-		}
-		claims.Scopes = append(claims.Scopes, sc)
-	}
-	now := time.Now()
-	claims.IssuedAt, claims.ExpiresAt = now, now.Add(cfg.Link.TTL)
-	token, err := kr.Mint(claims, now)
-	if err != nil {
-		return err
-	}
-	lu, lup, err := unsubscribe.Headers(cfg.Link.BaseURL, token, cfg.Link.Mailto)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(io.out, "List-Unsubscribe: %s\nList-Unsubscribe-Post: %s\n", lu, lup)
-	return nil
 }
 
 // runPublish publishes CloudEvents through the API (/v1/events): one event

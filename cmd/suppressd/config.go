@@ -145,8 +145,8 @@ type LinkConfig struct {
 	Keys       string        `envconfig:"KEYS" secret:"true" desc:"unsubscribe-link keys, id:base64-secret, comma-separated, secrets of 32 bytes or more; without keys no link is served"`
 	KeysFile   string        `envconfig:"KEYS_FILE" desc:"or a file of link keys, one per line; blank lines and # comments are skipped"`
 	SigningKey string        `envconfig:"SIGNING_KEY" desc:"the key id new links are minted with, the others only verify (rotation); default the last key"`
-	BaseURL    string        `envconfig:"BASE_URL" desc:"the public https URL of the api role the links point at (for suppressd link)"`
-	Mailto     string        `envconfig:"MAILTO" desc:"the mailto: alternative in List-Unsubscribe"`
+	BaseURL    string        `envconfig:"BASE_URL" desc:"the public https URL of the api role the links point at; without it nothing mints links (POST /v1/links answers 404)"`
+	Mailto     string        `envconfig:"MAILTO" desc:"the mailto: alternative in List-Unsubscribe; its subject carries the token (docs/api.md says how to read its mailbox)"`
 	HonorDNT   bool          `envconfig:"HONOR_DNT" default:"false" desc:"record DNT: 1 on the pages as a gpc opt-out, like Sec-GPC: 1"`
 	TTL        time.Duration `envconfig:"TTL" default:"2160h" desc:"how long a link works; at least 720h (30 days, CAN-SPAM)"`
 }
@@ -255,6 +255,7 @@ type settings struct {
 	normalizer suppression.Normalizer
 	apiKeys    []api.Key            // the api role's
 	keyring    *unsubscribe.Keyring // nil: no unsubscribe links
+	minter     *unsubscribe.Minter  // nil: no keyring or no base URL, nothing to mint links with
 	storeOpts  redisstore.Options
 	validator  *schemas.Validator
 }
@@ -361,6 +362,19 @@ func (c Config) settle() (*settings, error) {
 	bad(err)
 	if c.Link.TTL < unsubscribe.MinTTL {
 		bad(&envconf.Problem{Var: "SUPPRESSD_LINK_TTL", What: "too short: a link must keep working for 30 days", Got: fmtDuration(c.Link.TTL), Want: "at least 720h"})
+	}
+	if s.keyring != nil && c.Link.BaseURL != "" {
+		// Checked here, not at the first link: POST /v1/links and
+		// `suppressd link` mint with this one minter.
+		s.minter, err = unsubscribe.NewMinter(unsubscribe.MinterOptions{Keyring: s.keyring, BaseURL: c.Link.BaseURL,
+			Mailto: c.Link.Mailto, TTL: c.Link.TTL, Normalizer: s.normalizer})
+		if err != nil {
+			name, got := "SUPPRESSD_LINK_BASE_URL", c.Link.BaseURL
+			if strings.HasPrefix(err.Error(), "unsubscribe mailto") {
+				name, got = "SUPPRESSD_LINK_MAILTO", c.Link.Mailto
+			}
+			bad(&envconf.Problem{Var: name, What: err.Error(), Got: got})
+		}
 	}
 	bad(c.Kafka.Validate())
 	bad(c.Redis.Validate())

@@ -105,7 +105,7 @@ func TestAPIKeysFile(t *testing.T) {
 		}},
 		"bad scope": {write("# keys\nmailer:check:" + hash + "\n\nops:root:sdk_secret_in_the_wrong_place\n"), []string{
 			`suppressd serve: SUPPRESSD_LOG_LEVEL: unknown level (got "loud", want debug, info, warn or error)`,
-			`suppressd serve: SUPPRESSD_API_KEYS_FILE: line 4: unknown scope (want check, filter, publish or admin, joined by +)`,
+			`suppressd serve: SUPPRESSD_API_KEYS_FILE: line 4: unknown scope (want check, filter, publish, admin or links, joined by +)`,
 		}},
 		"twice": {write("mailer:check:" + hash + "\n# again\nmailer:filter:" + hash + "\n"), []string{
 			`suppressd serve: SUPPRESSD_LOG_LEVEL: unknown level (got "loud", want debug, info, warn or error)`,

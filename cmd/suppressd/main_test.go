@@ -27,6 +27,7 @@ func TestRun(t *testing.T) {
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{args: []string{"version", "--bogus"}, code: 2, stderr: "flag provided but not defined: -bogus"},
 		{args: []string{"apikey", "--name", "sender", "--scopes", "check,filter"}, code: 0, stdout: "SUPPRESSD_API_KEYS entry: sender:check+filter:"},
+		{args: []string{"apikey", "--name", "mailer", "--scopes", "check,links"}, code: 0, stdout: "SUPPRESSD_API_KEYS entry: mailer:check+links:"},
 		{args: []string{"apikey", "--name", "x", "--scopes", "root"}, code: 2, stderr: `suppressd apikey: --scopes: unknown scope "root"`},
 		{args: []string{"apikey"}, code: 2, stderr: "--name is required"},
 		{args: []string{"apikey", "--name", "ops # team"}, code: 2, stderr: "--name is required, without ':', ',', '#' or spaces"},

@@ -60,6 +60,7 @@ func runServe(ctx context.Context, args []string, io stdio) error {
 //	                 │ store watch: not built? rebuild from Kafka ─────│─────┤
 //	                 └─────────────────────────────────────────────────┘     │
 //	senders ──HTTP──▶  api role: check, batch, filter, lookup  ◀── Get ──────┘
+//	                   links (minted, nothing stored); /u/ pages ──▶ Kafka
 //	listener: the API (api role) or the ops endpoints alone; both serve
 //	/metrics /healthz /readyz
 func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr string)) error {
@@ -109,6 +110,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 			Keys: s.apiKeys, Normalizer: s.normalizer, Keyer: s.keyer, StoreTimeout: s.API.StoreTimeout,
 			MaxBatch: s.API.MaxBatch, MaxKeys: s.API.MaxKeys, Gatherer: reg,
 			Publisher: pub, Validator: s.validator, PublishLog: d.publishLog,
+			Links: s.minter,
 		}, log, reg)
 		handler, addr = srv.Handler(), s.API.Addr
 		if s.keyring != nil {
@@ -121,7 +123,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 			mux.Handle("/", handler)
 			handler = mux
 		}
-		log.Info("api role", "addr", addr, "keys", len(s.apiKeys), "unsubscribe_links", s.keyring != nil)
+		log.Info("api role", "addr", addr, "keys", len(s.apiKeys), "unsubscribe_links", s.keyring != nil, "mints_links", s.minter != nil)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

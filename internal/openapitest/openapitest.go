@@ -169,6 +169,9 @@ func (s *Spec) Serve(t testing.TB, h http.Handler, req *http.Request) (*http.Res
 //     contact's ref;
 //   - a /v1/subjects/lookup answer's keys point at identifiers of the
 //     request;
+//   - a /v1/links answer has one result per recipient, echoing each
+//     recipient's ref, and a result's url and mailto are the ones in its
+//     List-Unsubscribe;
 //   - a /v1/filter answer echoes only well-formed lines of the request
 //     (compared without surrounding spaces), in its order, as many as the
 //     summary line's allowed count, and carries
@@ -349,6 +352,8 @@ func extraChecks(path string, reqBody []byte, resp *http.Response, body []byte) 
 			errs = append(errs, checkBatch(reqv, respv))
 		case "/v1/subjects/lookup":
 			errs = append(errs, checkLookup(reqv, respv))
+		case "/v1/links":
+			errs = append(errs, checkLinks(reqv, respv))
 		}
 	}
 	return errors.Join(errs...)
@@ -368,6 +373,34 @@ func checkBatch(reqv, respv any) error {
 		}
 		if got := field(results[i], "ref"); got != want {
 			errs = append(errs, fmt.Errorf("results[%d].ref is %v, want contacts[%d].ref %q echoed in request order", i, got, i, want))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkLinks(reqv, respv any) error {
+	recipients, _ := field(reqv, "recipients").([]any)
+	results, _ := field(respv, "results").([]any)
+	if len(results) != len(recipients) {
+		return fmt.Errorf("%d results for %d recipients: want one per recipient, in request order", len(results), len(recipients))
+	}
+	var errs []error
+	for i := range recipients {
+		if want, ok := field(recipients[i], "ref").(string); ok {
+			if got := field(results[i], "ref"); got != want {
+				errs = append(errs, fmt.Errorf("results[%d].ref is %v, want recipients[%d].ref %q echoed in request order", i, got, i, want))
+			}
+		}
+		lu, _ := field(field(results[i], "headers"), "List-Unsubscribe").(string)
+		if lu == "" {
+			continue
+		}
+		want := "<" + fmt.Sprint(field(results[i], "url")) + ">"
+		if m, ok := field(results[i], "mailto").(string); ok {
+			want += ", <" + m + ">"
+		}
+		if lu != want {
+			errs = append(errs, fmt.Errorf("results[%d]: List-Unsubscribe is not <url> (and <mailto>) of the result", i))
 		}
 	}
 	return errors.Join(errs...)
@@ -452,8 +485,8 @@ func splitLines(s string) []string {
 	return out
 }
 
-// identifierValues returns the values of the identifiers of a check, batch
-// or lookup request.
+// identifierValues returns the values of the identifiers of a check, batch,
+// lookup or links request.
 func identifierValues(reqv any) []string {
 	var out []string
 	add := func(ids any) {
@@ -469,11 +502,15 @@ func identifierValues(reqv any) []string {
 	for _, c := range contacts {
 		add(field(c, "identifiers"))
 	}
+	recipients, _ := field(reqv, "recipients").([]any)
+	for _, r := range recipients {
+		add([]any{field(r, "identifier")})
+	}
 	return out
 }
 
 // errorTexts returns the messages and fields of an error response or of the
-// errors of a batch answer.
+// errors of a batch or links answer.
 func errorTexts(respv any) []string {
 	var out []string
 	add := func(e any) {

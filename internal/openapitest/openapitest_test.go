@@ -96,6 +96,7 @@ func TestSpecLoads(t *testing.T) {
 		"POST /v1/check": "check", "POST /v1/check/batch": "check",
 		"POST /v1/filter": "filter", "POST /v1/subjects/lookup": "admin",
 		"POST /v1/events": "publish", "POST /v1/import": "admin",
+		"POST /v1/links": "links",
 	}
 	for path, item := range s.doc.Paths.Map() {
 		for method, op := range item.Operations() {
@@ -105,11 +106,17 @@ func TestSpecLoads(t *testing.T) {
 				require.Len(t, *op.Security, 1, name)
 				require.Equal(t, []string{scope}, (*op.Security)[0]["bearer"], name)
 				require.Contains(t, op.Description, "Required scope: `"+scope+"`", name)
-				for _, code := range []string{"400", "401", "403", "415", "500", "503"} {
+				for _, code := range []string{"400", "401", "403", "415", "500"} {
 					require.NotNil(t, op.Responses.Value(code), "%s has no %s response", name, code)
 				}
 				if name != "POST /v1/filter" {
 					require.NotNil(t, op.Responses.Value("413"), "%s has no 413 response", name)
+				}
+				if name == "POST /v1/links" {
+					// Minting asks neither the store nor Kafka: it never
+					// answers 503.
+					require.Nil(t, op.Responses.Value("503"), name)
+					continue
 				}
 				require.NotNil(t, op.Responses.Value("503").Value.Headers["Retry-After"], name)
 			} else {
@@ -136,7 +143,7 @@ func TestEveryDocumentedOperationIsDescribed(t *testing.T) {
 	slices.Sort(documented)
 	require.Equal(t, []string{
 		"GET /healthz", "GET /metrics", "GET /readyz",
-		"POST /v1/check", "POST /v1/check/batch", "POST /v1/events", "POST /v1/filter", "POST /v1/import", "POST /v1/subjects/lookup",
+		"POST /v1/check", "POST /v1/check/batch", "POST /v1/events", "POST /v1/filter", "POST /v1/import", "POST /v1/links", "POST /v1/subjects/lookup",
 	}, documented, "the headings of docs/api.md changed: update this test and schemas/openapi.yaml")
 	require.Equal(t, documented, loadSpec(t).Operations())
 }
@@ -328,6 +335,44 @@ func TestBatch(t *testing.T) {
 	err = validate(t, "POST", "/v1/check/batch", tooMany, 413, `{"error":{"code":"too_large","message":"a contact holds at most 16 identifiers"}}`)
 	requireMismatch(t, err, ErrRequest)
 	require.NotErrorIs(t, err, ErrResponse)
+}
+
+func TestLinks(t *testing.T) {
+	const req = `{"namespace":"acme","scopes":["topic:newsletter"],"campaign_id":"c-1","recipients":[
+		{"ref":"r-1","identifier":{"type":"email","value":"alice@example.org"}},
+		{"ref":"r-2","identifier":{"type":"phone","value":"+14155550100"},"scopes":["sms"],"list_id":"l-1"},
+		{"identifier":{"type":"email","value":"bob-at-example.org"}}]}`
+	const tok = "k1.AbC-_9"
+	const result = `"headers":{"List-Unsubscribe":"<https://mail.example.org/u/` + tok + `>, <mailto:unsubscribe@example.org?subject=unsubscribe%20` + tok + `>",
+		"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"},"url":"https://mail.example.org/u/` + tok + `","mailto":"mailto:unsubscribe@example.org?subject=unsubscribe%20` + tok + `"`
+	const bad = `{"error":{"code":"invalid_request","message":"recipients[2].identifier.value: invalid email: no @","field":"recipients[2].identifier.value"}}`
+	ok := `{"expires_at":"2027-02-26T10:00:00Z","results":[{"ref":"r-1",` + result + `},{"ref":"r-2",` + result + `},` + bad + `]}`
+	require.NoError(t, validate(t, "POST", "/v1/links", req, 200, ok))
+	noMailto := `{"expires_at":"2027-02-26T10:00:00Z","results":[{"ref":"r-1","headers":{"List-Unsubscribe":"<https://mail.example.org/u/` + tok +
+		`>","List-Unsubscribe-Post":"List-Unsubscribe=One-Click"},"url":"https://mail.example.org/u/` + tok + `"},{"ref":"r-2","error":{"code":"invalid_request","message":"x"}},` + bad + `]}`
+	require.NoError(t, validate(t, "POST", "/v1/links", req, 200, noMailto))
+
+	for name, body := range map[string]string{
+		"one result short":              strings.Replace(ok, `,`+bad, ``, 1),
+		"refs swapped":                  strings.NewReplacer(`"ref":"r-1"`, `"ref":"r-2"`, `"ref":"r-2"`, `"ref":"r-1"`).Replace(ok),
+		"links and an error":            strings.Replace(ok, `{"ref":"r-1",`, `{"ref":"r-1","error":{"code":"invalid_request","message":"x"},`, 1),
+		"neither links nor an error":    strings.Replace(ok, `{"ref":"r-1",`+result+`}`, `{"ref":"r-1"}`, 1),
+		"two https links":               strings.Replace(ok, `, <mailto:`, `, <https://other.example.org/u/k1.x>, <mailto:`, 1),
+		"another url than the header's": strings.Replace(ok, `"url":"https://mail.example.org/u/`, `"url":"https://mail.example.org/u/k2.x`, 1),
+		"mailto without the token":      strings.ReplaceAll(ok, `?subject=unsubscribe%20`+tok, `?subject=unsubscribe`),
+		"no expiry":                     strings.Replace(ok, `"expires_at":"2027-02-26T10:00:00Z",`, ``, 1),
+		"the address in an error":       strings.Replace(ok, `invalid email: no @`, `bob-at-example.org has no @`, 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			requireMismatch(t, validate(t, "POST", "/v1/links", req, 200, body), ErrResponse)
+		})
+	}
+
+	// A server without link keys.
+	require.NoError(t, validate(t, "POST", "/v1/links", req, 404, `{"error":{"code":"not_found","message":"minting links is not enabled"}}`))
+	// Unknown fields in a recipient are the client's mistake.
+	requireMismatch(t, validate(t, "POST", "/v1/links", `{"recipients":[{"identifier":{"type":"email","value":"a@example.org"},"topic":"x"}]}`, 200,
+		`{"expires_at":"2027-02-26T10:00:00Z","results":[{`+result+`}]}`), ErrRequest)
 }
 
 func TestLookup(t *testing.T) {
