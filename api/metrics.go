@@ -7,6 +7,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	checks   *prometheus.CounterVec
 	filtered *prometheus.CounterVec
+	rows     *prometheus.CounterVec
 	storeErr prometheus.Counter
 }
 
@@ -29,11 +30,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "suppressd_filter_lines_total",
 			Help: "Lines of filter streams, by result: allowed, suppressed, malformed.",
 		}, []string{"platform", "result"}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "suppressd_filter_rows_total",
+			Help: "Rows of row-filter streams (/v1/filter/rows), by result: allowed, suppressed, malformed.",
+		}, []string{"platform", "result"}),
 		storeErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "suppressd_api_store_errors_total",
 			Help: "Store reads that failed or timed out; each answered 503.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.storeErr)
+	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.rows, m.storeErr)
 	return m
 }
