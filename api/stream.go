@@ -242,9 +242,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 		}
 		return err
 	}
+	reported := 0 // malformed lines already in a checkpoint
 	checkpoint := func(inBytes, inLines int64) {
-		fmt.Fprintf(out, "%s# at total=%d allowed=%d suppressed=%d malformed=%d in_bytes=%d in_lines=%d out_bytes=%d\n",
+		fmt.Fprintf(out, "%s# at total=%d allowed=%d suppressed=%d malformed=%d in_bytes=%d in_lines=%d out_bytes=%d",
 			sp.control, n.total, n.allowed, n.suppressed, n.malformed, inBytes, inLines, written)
+		if len(n.malformedLines) > reported {
+			fmt.Fprintf(out, " malformed_lines=%s", joinInts(n.malformedLines[reported:]))
+			reported = len(n.malformedLines)
+		}
+		out.WriteByte('\n')
 	}
 	for c := range ordered {
 		<-c.done

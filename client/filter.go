@@ -357,10 +357,34 @@ func parseCheckpoint(line []byte) (FilterCheckpoint, error) {
 		"total": &cp.Total, "allowed": &cp.Allowed, "suppressed": &cp.Suppressed, "malformed": &cp.Malformed,
 		"in_bytes": &cp.InputBytes, "in_lines": &cp.InputLines, "out_bytes": &cp.OutputBytes,
 	}
-	if err := parseCounts(bytes.TrimPrefix(line, checkpointPrefix), want); err != nil {
+	rest := bytes.TrimPrefix(line, checkpointPrefix)
+	if err := parseCounts(rest, want); err != nil {
+		return FilterCheckpoint{}, fmt.Errorf("%w: checkpoint line: %w", ErrIncomplete, err)
+	}
+	var err error
+	if cp.MalformedLines, err = parseLines(rest); err != nil {
 		return FilterCheckpoint{}, fmt.Errorf("%w: checkpoint line: %w", ErrIncomplete, err)
 	}
 	return cp, nil
+}
+
+// parseLines reads the optional malformed_lines=3,17 field.
+func parseLines(line []byte) ([]int64, error) {
+	var out []int64
+	for _, f := range strings.Fields(string(line)) {
+		v, ok := strings.CutPrefix(f, "malformed_lines=")
+		if !ok {
+			continue
+		}
+		for _, n := range strings.Split(v, ",") {
+			l, err := strconv.ParseInt(n, 10, 64)
+			if err != nil || l <= 0 {
+				return nil, errors.New("bad malformed_lines")
+			}
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }
 
 // parseCounts reads name=value fields into want; every one must be there.
@@ -409,16 +433,9 @@ func parseSummary(line []byte) (FilterSummary, error) {
 	if err := parseCounts(line, want); err != nil {
 		return FilterSummary{}, fmt.Errorf("%w: summary line: %w", ErrIncomplete, err)
 	}
-	for _, f := range fields {
-		if v, ok := strings.CutPrefix(f, "malformed_lines="); ok {
-			for _, n := range strings.Split(v, ",") {
-				l, err := strconv.ParseInt(n, 10, 64)
-				if err != nil || l <= 0 {
-					return FilterSummary{}, fmt.Errorf("%w: summary line: bad malformed_lines", ErrIncomplete)
-				}
-				sum.MalformedLines = append(sum.MalformedLines, l)
-			}
-		}
+	var err error
+	if sum.MalformedLines, err = parseLines(line); err != nil {
+		return FilterSummary{}, fmt.Errorf("%w: summary line: %w", ErrIncomplete, err)
 	}
 	return sum, nil
 }

@@ -207,4 +207,7 @@ type FilterCheckpoint struct {
 	InputLines int64
 	// OutputBytes is how many bytes have been written to out.
 	OutputBytes int64
+	// MalformedLines are the lines of malformed rows answered since the
+	// previous checkpoint (FilterRows only; the first 100 of the stream).
+	MalformedLines []int64 `json:"-"`
 }

@@ -190,9 +190,6 @@ func (j *filterJob) run(ctx context.Context) (err error) {
 		if base, err = j.loadState(state); err != nil {
 			return err
 		}
-		// Malformed lines are reported in the summary only: those of
-		// the part answered since the earlier run's last report are not
-		// known here.
 		state.MalformedLines = base.MalformedLines
 		if body, err = skipAnswered(body, header, base.InputBytes); err != nil {
 			return fmt.Errorf("%s: %w", j.inPath, err)
@@ -251,6 +248,11 @@ func (j *filterJob) run(ctx context.Context) (err error) {
 	checkpoint := func(cp client.FilterCheckpoint) {
 		abs := absolute(cp)
 		latest = &abs
+		for _, l := range cp.MalformedLines {
+			if len(state.MalformedLines) < 100 {
+				state.MalformedLines = append(state.MalformedLines, l+shift.InputLines)
+			}
+		}
 		prog.answered.Store(abs.Total)
 		prog.inBytes.Store(abs.InputBytes)
 		// Keep the resume state current, the first time at once and

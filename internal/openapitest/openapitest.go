@@ -413,7 +413,7 @@ var (
 	trailers    = []string{"Suppressd-Total", "Suppressd-Allowed", "Suppressd-Suppressed", "Suppressd-Malformed"}
 	// checkpointLine is a progress=true checkpoint: counts so far, how far
 	// the input is answered, and the bytes echoed before it.
-	checkpointLine = regexp.MustCompile(`^# at total=([0-9]+) allowed=([0-9]+) suppressed=([0-9]+) malformed=([0-9]+) in_bytes=([0-9]+) in_lines=([0-9]+) out_bytes=([0-9]+)$`)
+	checkpointLine = regexp.MustCompile(`^# at total=([0-9]+) allowed=([0-9]+) suppressed=([0-9]+) malformed=([0-9]+) in_bytes=([0-9]+) in_lines=([0-9]+) out_bytes=([0-9]+)( malformed_lines=[0-9]+(,[0-9]+)*)?$`)
 	rowsSummary    = regexp.MustCompile(`^# total=([0-9]+) allowed=([0-9]+) suppressed=([0-9]+) malformed=([0-9]+)( malformed_lines=([0-9]+(,[0-9]+)*))?$`)
 )
 
