@@ -73,10 +73,17 @@ type streamChunk struct {
 	done chan struct{}        // closed by lookup
 }
 
-func newStreamChunk(n int) *streamChunk {
+// newStreamChunk makes a chunk for n items, sized like the one before it
+// (prev may be nil): a stream's items are much alike, and a chunk that
+// grows its slices by doubling copies them over and over.
+func newStreamChunk(n int, prev *streamChunk) *streamChunk {
+	arena, keys := n*80, n
+	if prev != nil {
+		arena, keys = max(arena, min(len(prev.arena), filterChunkBytes)+len(prev.arena)/8), max(keys, len(prev.keys))
+	}
 	return &streamChunk{
-		items: make([]streamItem, 0, n), arena: make([]byte, 0, min(n*80, filterChunkBytes)),
-		keys: make([]suppression.StorageKey, 0, n), done: make(chan struct{}),
+		items: make([]streamItem, 0, n), arena: make([]byte, 0, arena),
+		keys: make([]suppression.StorageKey, 0, keys), done: make(chan struct{}),
 	}
 }
 
@@ -181,7 +188,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 	var readErr error // set by the reader; read after ordered is closed
 	go func() {
 		defer close(ordered)
-		c := newStreamChunk(s.opts.FilterChunk)
+		c := newStreamChunk(s.opts.FilterChunk, nil)
 		for {
 			err := sp.reader.next(c)
 			if err == nil {
@@ -194,7 +201,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 				case <-ctx.Done():
 					return
 				}
-				c = newStreamChunk(s.opts.FilterChunk)
+				c = newStreamChunk(s.opts.FilterChunk, c)
 			}
 			if errors.Is(err, io.EOF) {
 				return

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // DefaultMaxRecord is the longest record a Scanner keeps, in bytes. A
@@ -89,11 +90,29 @@ type field struct {
 	escaped    bool // holds a doubled quote
 }
 
+// Clone returns a copy of the record that stays valid after Next.
+func (r *Record) Clone() Record {
+	c := *r
+	c.Raw, c.fields, c.unquoted = bytes.Clone(r.Raw), slices.Clone(r.fields), nil
+	return c
+}
+
 // NumFields is the number of fields of the record.
 func (r *Record) NumFields() int { return len(r.fields) }
 
-// Blank reports whether the record is an empty line.
-func (r *Record) Blank() bool { return r.content == r.bom }
+// Blank reports whether the record is an empty line, or one of spaces and
+// tabs only: a line that holds nothing.
+func (r *Record) Blank() bool {
+	if r.Problem != "" {
+		return false
+	}
+	for _, c := range r.Raw[r.bom:r.content] {
+		if c != ' ' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
 
 // Field returns field i without its quotes, a doubled quote read as one.
 // It is valid until the next call to Field or Next, and must not be

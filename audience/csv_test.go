@@ -160,6 +160,20 @@ func TestScannerReadError(t *testing.T) {
 	require.ErrorIs(t, err, boom)
 }
 
+func TestScannerBlank(t *testing.T) {
+	s := NewScanner(strings.NewReader("\n \t\r\n\"\"\n,\n a\n"), 0)
+	var blank []bool
+	for {
+		r, err := s.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		blank = append(blank, r.Blank())
+	}
+	require.Equal(t, []bool{true, true, false, false, false}, blank, "empty and white lines are blank; a quoted empty field or a comma is not")
+}
+
 func TestScannerEmpty(t *testing.T) {
 	for _, in := range []string{"", "\uFEFF"} {
 		s := NewScanner(bytes.NewReader([]byte(in)), 0)

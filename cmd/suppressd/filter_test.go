@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -375,7 +376,15 @@ func TestFilterFailsMidStreamAndResumes(t *testing.T) {
 				return resp.StatusCode == http.StatusOK
 			}, 30*time.Second, 20*time.Millisecond, "the API is ready again")
 			var out, errResumed bytes.Buffer
-			require.NoError(t, runCommand(context.Background(), &out, &errResumed, append(args, "--resume")...))
+			started := time.Now()
+			require.NoError(t, runCommand(context.Background(), &out, &errResumed, append(args, "--resume", "--progress")...))
+			if time.Since(started) > time.Second { // long enough for the progress line to be drawn
+				bar := regexp.MustCompile(`\[[#.]{30}\] +[0-9.]+%  ([0-9]+) ` + mode + ` answered  [0-9]+ ` + mode + `/s  ETA `)
+				m := bar.FindStringSubmatch(errResumed.String())
+				require.NotNil(t, m, "a plain file's progress is a bar of the input answered: %q", errResumed.String())
+				n, _ := strconv.ParseInt(m[1], 10, 64)
+				require.GreaterOrEqual(t, n, st.Total, "answered lines count the earlier run's too")
+			}
 			require.Contains(t, errResumed.String(), fmt.Sprintf("filtered %d %s", flakyPeople, mode))
 			malformed := 0
 			if mode == "rows" {
