@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -332,8 +333,9 @@ func (h *heapSampler) end() (peakMiB, growthMiB float64) {
 // hashed phone (1 % of each suppressed), through /v1/filter/rows, and the
 // same data through /v1/filter as two single-column lists (every email
 // hash, then every phone hash: two lines per row). A row should cost no
-// more than its two lines; the heap is sampled while the rows stream and
-// must not grow with their number.
+// more than its two lines: row-cpu-in-lines compares the CPU both take
+// (suppressd's and Redis's), row-time-in-lines the wall time. The heap is
+// sampled while the rows stream and must not grow with their number.
 func BenchmarkFilterRows(b *testing.B) {
 	n := 5_000_000
 	if v, err := strconv.Atoi(getenvDefault("SUPPRESSD_BENCH_ROWS", "")); err == nil && v > 0 {
@@ -396,27 +398,47 @@ func BenchmarkFilterRows(b *testing.B) {
 		}
 		return lines, resp.Trailer
 	}
+	// The cost of a stream is the CPU it takes: this process's (the API
+	// and its client) and Redis's. Wall time on a shared machine says as
+	// much about the neighbours as about the filter.
+	cpu := func() float64 {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		own := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+		info, err := rdb.Info(ctx, "cpu").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+				f, _ := strconv.ParseFloat(v, 64)
+				own += f
+			}
+		}
+		return own
+	}
 	for i := 0; i < b.N; i++ {
 		heap := sampleHeap()
-		start := time.Now()
+		start, cpu0 := time.Now(), cpu()
 		lines, tr := stream("/v1/filter/rows?template=google", "text/csv", &audienceRows{n: n})
-		rowsTook := time.Since(start)
+		rowsTook, rowsCPU := time.Since(start), cpu()-cpu0
 		peak, growth := heap.end()
 		want := fmt.Sprint(n - suppressed)
 		if lines != n-suppressed+1 || tr.Get("Suppressd-Allowed") != want || tr.Get("Suppressd-Malformed") != "0" {
 			b.Fatalf("%d lines back, trailers %v; want the header and %s rows", lines, tr, want)
 		}
 
-		start = time.Now()
+		start, cpu0 = time.Now(), cpu()
 		emails, _ := stream("/v1/filter?type=email_sha256&platform=google", "text/plain", &audienceRows{n: n, only: "email"})
 		phones, _ := stream("/v1/filter?type=phone_sha256&platform=google", "text/plain", &audienceRows{n: n, only: "phone"})
-		linesTook := time.Since(start)
+		linesTook, linesCPU := time.Since(start), cpu()-cpu0
 		if emails+phones != 2*n-suppressed+2 { // each ends with its summary line
 			b.Fatalf("%d + %d lines back from the single-column filter", emails, phones)
 		}
 		b.ReportMetric(float64(n)/rowsTook.Seconds(), "rows/s")
 		b.ReportMetric(float64(2*n)/linesTook.Seconds(), "lines/s")
-		b.ReportMetric(rowsTook.Seconds()/linesTook.Seconds()*2, "row-cost-in-lines")
+		b.ReportMetric(rowsCPU/linesCPU*2, "row-cpu-in-lines")
+		b.ReportMetric(rowsTook.Seconds()/linesTook.Seconds()*2, "row-time-in-lines")
 		b.ReportMetric(peak, "peak-heap-MiB")
 		b.ReportMetric(growth, "heap-growth-MiB")
 	}

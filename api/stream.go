@@ -102,7 +102,7 @@ func (c *streamChunk) add(ok bool, line int64, keys []suppression.StorageKey, ec
 }
 
 func (c *streamChunk) full(maxItems int) bool {
-	return len(c.items) >= maxItems || len(c.arena) >= filterChunkBytes
+	return len(c.items) >= maxItems || len(c.keys) >= maxItems || len(c.arena) >= filterChunkBytes
 }
 
 func (c *streamChunk) lookup(ctx context.Context, s *Server, ns string) {

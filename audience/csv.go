@@ -251,6 +251,35 @@ func (ps *parse) feed(b []byte) (lineEnds int) {
 	return lineEnds
 }
 
+// feedPlain is feed for the common case, a line without quotes or NULs
+// that ends the record, read field by field with IndexByte instead of byte
+// by byte. It reports false, having done nothing, for any other line.
+func (ps *parse) feedPlain(b []byte) bool {
+	if ps.state != atFieldStart || len(b) == 0 || b[len(b)-1] != '\n' ||
+		bytes.IndexByte(b, '"') >= 0 || bytes.IndexByte(b, 0) >= 0 {
+		return false
+	}
+	line := b[:len(b)-1]
+	content := len(line)
+	if content > 0 && line[content-1] == '\r' {
+		content-- // the CR of CRLF ends the last field, which holds it
+	}
+	for i := 0; ; {
+		ps.start = ps.p + i
+		j := bytes.IndexByte(line[i:], ',')
+		if j < 0 {
+			ps.endField(ps.p + content)
+			break
+		}
+		ps.endField(ps.p + i + j)
+		i += j + 1
+	}
+	ps.r.content = ps.p + content
+	ps.p += len(b)
+	ps.ended = true
+	return true
+}
+
 // eof ends a record that the stream ends inside of: it has no line end.
 func (ps *parse) eof() {
 	switch ps.state {
@@ -294,7 +323,11 @@ func (s *Scanner) Next() (*Record, error) {
 			if !ps.overflow {
 				r.Raw = append(r.Raw, chunk...)
 			}
-			s.lines += int64(ps.feed(chunk))
+			if ps.feedPlain(chunk) {
+				s.lines++
+			} else {
+				s.lines += int64(ps.feed(chunk))
+			}
 			if ps.ended {
 				break
 			}

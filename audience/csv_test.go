@@ -188,3 +188,25 @@ func TestScannerEmpty(t *testing.T) {
 		require.ErrorIs(t, err, io.EOF)
 	}
 }
+
+// TestScannerPlainLinesAsTheStateMachine: lines without quotes take a fast
+// path; it reads them exactly as the byte-by-byte state machine does (a
+// partial line, as a line longer than the read buffer comes, takes the
+// state machine).
+func TestScannerPlainLinesAsTheStateMachine(t *testing.T) {
+	for _, in := range []string{"a,b,c\n", "a,,\r\n", ",\n", "\r\n", "\n", ",a\r\n", "a\rb,c\n", " , \t,x \r\n", "a,b"} {
+		plain := &Record{}
+		ps := parse{r: plain}
+		plain.Raw = []byte(in)
+		if !ps.feedPlain([]byte(in)) {
+			require.Equal(t, "a,b", in, "only the line without an end is not plain")
+			continue
+		}
+		slow := &Record{Raw: []byte(in)}
+		ps2 := parse{r: slow}
+		require.Equal(t, 1, ps2.feed([]byte(in)))
+		require.Equal(t, slow.fields, plain.fields, "%q", in)
+		require.Equal(t, slow.content, plain.content, "%q", in)
+		require.True(t, ps.ended && ps2.ended)
+	}
+}
