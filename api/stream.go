@@ -155,7 +155,7 @@ type streamCounts struct {
 // errCutStream ends a streamed answer that failed midway by cutting the
 // connection: no last chunk and no trailers, so that even a client that
 // never looks at the body's last line sees a broken transfer (curl exits
-// 18) rather than a shorter list that looks whole.
+// non-zero) rather than a shorter list that looks whole.
 var errCutStream = errors.New("stream cut after a mid-stream failure")
 
 // decodedBody is the request body, gunzipped when Content-Encoding says so.
