@@ -209,5 +209,5 @@ type FilterCheckpoint struct {
 	OutputBytes int64
 	// MalformedLines are the lines of malformed rows answered since the
 	// previous checkpoint (FilterRows only; the first 100 of the stream).
-	MalformedLines []int64 `json:"-"`
+	MalformedLines []int64
 }
