@@ -122,6 +122,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/check", "check", ScopeCheck, s.check)
 	route("POST /v1/check/batch", "check_batch", ScopeCheck, s.checkBatch)
 	route("POST /v1/filter", "filter", ScopeFilter, s.filter)
+	route("POST /v1/filter/rows", "filter_rows", ScopeFilter, s.filterRows)
 	route("POST /v1/subjects/lookup", "subjects_lookup", ScopeAdmin, s.lookup)
 	route("POST /v1/events", "events", ScopePublish, s.events)
 	route("POST /v1/import", "import", ScopeAdmin, s.importList)
@@ -209,7 +210,8 @@ func (s *Server) instrument(name string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		if err := h(rec, r); err != nil {
+		err := h(rec, r)
+		if err != nil {
 			if rec.status != 0 {
 				// Headers are gone: a streamed response can only stop.
 				s.log.Warn("error after the response started", "route", name, "err", err)
@@ -219,6 +221,9 @@ func (s *Server) instrument(name string, h handlerFunc) http.Handler {
 		}
 		s.m.requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
 		s.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		if errors.Is(err, errCutStream) {
+			panic(http.ErrAbortHandler) // net/http closes the connection without a last chunk
+		}
 	})
 }
 

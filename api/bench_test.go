@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,5 +243,205 @@ func BenchmarkFilter(b *testing.B) {
 		ceiling := testenv.RedisBenchmark(b, addr, n, "exists", "benchfilter:__rand_int__")
 		b.ReportMetric(ceiling, "redis-benchmark-exists/s")
 		b.ReportMetric(100*rate/ceiling, "%-of-ceiling")
+	}
+}
+
+// audienceRows streams n rows of an audience CSV with two hashed
+// identifiers each (the hashes hashLines would send for the emails, and
+// phoneHash's), plus two columns that are not identifiers, as a Google
+// Customer Match file; or, with only set, the hash lines of one column.
+type audienceRows struct {
+	i, n int
+	only string // "", "email" or "phone"
+	buf  []byte
+}
+
+func phoneHash(i int) [32]byte { return lineHash(i + 1<<40) }
+
+func (a *audienceRows) Read(p []byte) (int, error) {
+	if a.i == 0 && a.only == "" && len(a.buf) == 0 {
+		a.buf = append(a.buf, "Email,Phone,Country,Zip\n"...)
+	}
+	for len(a.buf) < len(p) && a.i < a.n {
+		e, ph := lineHash(a.i), phoneHash(a.i)
+		switch a.only {
+		case "email":
+			a.buf = hex.AppendEncode(a.buf, e[:])
+		case "phone":
+			a.buf = hex.AppendEncode(a.buf, ph[:])
+		default:
+			a.buf = hex.AppendEncode(a.buf, e[:])
+			a.buf = append(a.buf, ',')
+			a.buf = hex.AppendEncode(a.buf, ph[:])
+			a.buf = append(a.buf, ",US,94016"...)
+		}
+		a.buf = append(a.buf, '\n')
+		a.i++
+	}
+	if len(a.buf) == 0 {
+		return 0, io.EOF
+	}
+	c := copy(p, a.buf)
+	a.buf = a.buf[c:]
+	return c, nil
+}
+
+// heapSampler records the heap in use every 50 ms while a stream runs.
+type heapSampler struct {
+	stop    chan struct{}
+	done    chan struct{}
+	samples []uint64
+}
+
+func sampleHeap() *heapSampler {
+	h := &heapSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				runtime.ReadMemStats(&ms)
+				h.samples = append(h.samples, ms.HeapInuse)
+			}
+		}
+	}()
+	return h
+}
+
+// end stops sampling and returns the peak, and how much higher the peak
+// of the second half of the stream is than the first's: about zero when
+// the heap is flat, whatever the length of the stream.
+func (h *heapSampler) end() (peakMiB, growthMiB float64) {
+	close(h.stop)
+	<-h.done
+	peak := func(s []uint64) (m uint64) {
+		for _, v := range s {
+			m = max(m, v)
+		}
+		return m
+	}
+	half := len(h.samples) / 2
+	first, second := peak(h.samples[:half]), peak(h.samples[half:])
+	return float64(max(first, second)) / (1 << 20), (float64(second) - float64(first)) / (1 << 20)
+}
+
+// BenchmarkFilterRows streams SUPPRESSD_BENCH_ROWS (default 5,000,000)
+// rows of a Google Customer Match CSV, each with a hashed email and a
+// hashed phone (1 % of each suppressed), through /v1/filter/rows, and the
+// same data through /v1/filter as two single-column lists (every email
+// hash, then every phone hash: two lines per row). A row should cost no
+// more than its two lines: row-cpu-in-lines compares the CPU both take
+// (suppressd's and Redis's), row-time-in-lines the wall time. The heap is
+// sampled while the rows stream and must not grow with their number.
+func BenchmarkFilterRows(b *testing.B) {
+	n := 5_000_000
+	if v, err := strconv.Atoi(getenvDefault("SUPPRESSD_BENCH_ROWS", "")); err == nil && v > 0 {
+		n = v
+	}
+	addr := testenv.RedisAddr(b)
+	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 16})
+	defer rdb.Close()
+	keyer := suppression.NewKeyer([]byte("p"))
+	store := teststore.Build(b, rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: keyer.Fingerprint()})
+	ctx := context.Background()
+	var ws []suppression.Write
+	write := func(kind suppression.KeyKind, h [32]byte, tag int) {
+		ws = append(ws, suppression.Write{Namespace: "default", Key: keyer.StorageKey(suppression.MatchKey{Kind: kind, Hash: h}),
+			Scope: "*", Change: suppression.Change{Action: suppression.ActionSuppress, Reason: suppression.ReasonUnsubscribe,
+				Stamp: suppression.Stamp{At: 1, Tag: uint64(tag)}, Origin: suppression.OriginRecipient, Source: "/bench"}})
+		if len(ws) == 5000 {
+			if _, err := store.Apply(ctx, ws); err != nil {
+				b.Fatal(err)
+			}
+			ws = ws[:0]
+		}
+	}
+	for i := 0; i < n; i += 100 { // 1 % of the emails, 1 % of the phones, never the same row
+		write(suppression.KindEmail, lineHash(i), i)
+		if i+50 < n {
+			write(suppression.KindPhone, phoneHash(i+50), i+50)
+		}
+	}
+	if _, err := store.Apply(ctx, ws); err != nil {
+		b.Fatal(err)
+	}
+	suppressed := (n+99)/100 + (n+49)/100
+	s := New(store, Options{Keys: testKeys(b), Normalizer: norm, Keyer: keyer}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+
+	stream := func(path, contentType string, body io.Reader) (lines int, trailer http.Header) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, body)
+		req.Header.Set("Authorization", "Bearer "+filterKey)
+		req.Header.Set("Content-Type", contentType)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("%s: status %d", path, resp.StatusCode)
+		}
+		br := bufio.NewReaderSize(resp.Body, 64<<10)
+		for {
+			_, err := br.ReadSlice('\n')
+			if err == io.EOF {
+				break
+			}
+			if err != nil && err != bufio.ErrBufferFull {
+				b.Fatal(err)
+			}
+			lines++
+		}
+		return lines, resp.Trailer
+	}
+	// The cost of a stream is the CPU it takes: this process's (the API
+	// and its client) and Redis's. Wall time on a shared machine says as
+	// much about the neighbours as about the filter.
+	cpu := func() float64 {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		own := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+		info, err := rdb.Info(ctx, "cpu").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+				f, _ := strconv.ParseFloat(v, 64)
+				own += f
+			}
+		}
+		return own
+	}
+	for i := 0; i < b.N; i++ {
+		heap := sampleHeap()
+		start, cpu0 := time.Now(), cpu()
+		lines, tr := stream("/v1/filter/rows?template=google", "text/csv", &audienceRows{n: n})
+		rowsTook, rowsCPU := time.Since(start), cpu()-cpu0
+		peak, growth := heap.end()
+		want := fmt.Sprint(n - suppressed)
+		if lines != n-suppressed+1 || tr.Get("Suppressd-Allowed") != want || tr.Get("Suppressd-Malformed") != "0" {
+			b.Fatalf("%d lines back, trailers %v; want the header and %s rows", lines, tr, want)
+		}
+
+		lineHeap := sampleHeap() // sampled too, so both halves pay for ReadMemStats
+		start, cpu0 = time.Now(), cpu()
+		emails, _ := stream("/v1/filter?type=email_sha256&platform=google", "text/plain", &audienceRows{n: n, only: "email"})
+		phones, _ := stream("/v1/filter?type=phone_sha256&platform=google", "text/plain", &audienceRows{n: n, only: "phone"})
+		linesTook, linesCPU := time.Since(start), cpu()-cpu0
+		lineHeap.end()
+		if emails+phones != 2*n-suppressed+2 { // each ends with its summary line
+			b.Fatalf("%d + %d lines back from the single-column filter", emails, phones)
+		}
+		b.ReportMetric(float64(n)/rowsTook.Seconds(), "rows/s")
+		b.ReportMetric(float64(2*n)/linesTook.Seconds(), "lines/s")
+		b.ReportMetric(rowsCPU/linesCPU*2, "row-cpu-in-lines")
+		b.ReportMetric(rowsTook.Seconds()/linesTook.Seconds()*2, "row-time-in-lines")
+		b.ReportMetric(peak, "peak-heap-MiB")
+		b.ReportMetric(growth, "heap-growth-MiB")
 	}
 }

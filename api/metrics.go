@@ -7,6 +7,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	checks   *prometheus.CounterVec
 	filtered *prometheus.CounterVec
+	rows     *prometheus.CounterVec
 	storeErr prometheus.Counter
 	links    *prometheus.CounterVec
 }
@@ -30,6 +31,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "suppressd_filter_lines_total",
 			Help: "Lines of filter streams, by result: allowed, suppressed, malformed.",
 		}, []string{"platform", "result"}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "suppressd_filter_rows_total",
+			Help: "Rows of row-filter streams (/v1/filter/rows), by result: allowed, suppressed, malformed.",
+		}, []string{"platform", "result"}),
 		storeErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "suppressd_api_store_errors_total",
 			Help: "Store reads that failed or timed out; each answered 503.",
@@ -39,6 +44,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Recipients of POST /v1/links, by result: minted, invalid (the recipient was refused, named in its result).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.storeErr, m.links)
+	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.rows, m.storeErr, m.links)
 	return m
 }

@@ -45,9 +45,11 @@
 //
 // [Client.CheckBatch] checks many contacts at once, splitting them into
 // requests of at most 10,000 contacts, [Client.Links] mints the one-click
-// unsubscribe headers of a send's recipients the same way, and
+// unsubscribe headers of a send's recipients the same way,
 // [Client.Filter] streams an audience file of SHA-256 hashes through
-// /v1/filter in constant memory.
+// /v1/filter in constant memory, and [Client.FilterRows] does the same for
+// an ad platform's multi-column customer-list CSV (/v1/filter/rows),
+// keeping rows byte for byte.
 //
 // A Client is safe for concurrent use; create one per process and reuse it
 // so that connections are reused.

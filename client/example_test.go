@@ -165,3 +165,43 @@ func ExampleClient_Filter() {
 	// cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc
 	// total=3 allowed=2 suppressed=1
 }
+
+// An ad platform's customer-list file, filtered before the upload: the
+// header row and every row that may be targeted come back byte for byte.
+// The upload goes ahead only once FilterRows has returned without an
+// error, from a file that is renamed into place then (as `suppressd
+// filter` does).
+func ExampleClient_FilterRows() {
+	c, err := client.New("https://suppressd.internal", "my-api-key", client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	in, err := os.Open("audience.csv") // Email,Phone,First Name,Last Name,Country,Zip
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create("upload.csv.partial")
+	if err != nil {
+		log.Fatal(err)
+	}
+	sum, err := c.FilterRows(context.Background(), client.FilterRowsRequest{
+		Template: client.TemplateGoogle, // or Columns: []client.Column{{Type: client.TypeEmailSHA256, Header: "Email"}}
+		Gzip:     true,
+		Checkpoint: func(cp client.FilterCheckpoint) {
+			fmt.Printf("\r%d rows answered", cp.Total)
+		},
+	}, in, out)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove("upload.csv.partial")
+		log.Fatalf("filter failed, nothing to upload: %v", err)
+	}
+	if err := os.Rename("upload.csv.partial", "upload.csv"); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("\n%d rows: %d allowed, %d suppressed, %d malformed (lines %v)\n",
+		sum.Total, sum.Allowed, sum.Suppressed, sum.Malformed, sum.MalformedLines)
+}

@@ -131,12 +131,83 @@ type FilterRequest struct {
 	// Gzip compresses the upload on the fly (Content-Encoding: gzip). Hex
 	// hashes compress to about half, worth it for large audiences.
 	Gzip bool
+	// Checkpoint, when set, is called after each chunk the server has
+	// answered (about 2,000 lines), from the goroutine that called
+	// Filter, once out holds every allowed line of it: for a progress
+	// display, and to resume a failed run (see FilterCheckpoint).
+	Checkpoint func(FilterCheckpoint)
+}
+
+// Templates for [FilterRowsRequest.Template]: ad platforms' customer-list
+// files, whose documented headers say which columns hold identifiers
+// (docs/api.md lists them).
+const (
+	TemplateGoogle   = "google"
+	TemplateMeta     = "meta"
+	TemplateTikTok   = "tiktok"
+	TemplateLinkedIn = "linkedin"
+)
+
+// Column maps a CSV column, by its header, to an identifier type.
+type Column struct {
+	Type   string // one of the Type constants
+	Header string // the column's header; it may not contain a comma
+}
+
+// FilterRowsRequest describes a CSV audience to stream through
+// [Client.FilterRows]. Every field ends up in the URL's query, so none may
+// be personal.
+type FilterRowsRequest struct {
+	// Template names the platform whose file this is (a Template
+	// constant); or Columns maps the columns explicitly. Exactly one is
+	// required.
+	Template string
+	Columns  []Column
+	// Platform is optional (one of the Platform constants), for metrics;
+	// the server defaults it to the template's.
+	Platform string
+	// Channel is optional; the server default is "ads".
+	Channel string
+	// Purpose is optional; the server default is "advertising".
+	Purpose string
+	// Topic is optional.
+	Topic string
+	// Namespace is optional; the server default is "default".
+	Namespace string
+	// Gzip compresses the upload on the fly (Content-Encoding: gzip).
+	Gzip bool
+	// Checkpoint, when set, is called after each chunk of rows the server
+	// has answered, as for FilterRequest.
+	Checkpoint func(FilterCheckpoint)
 }
 
 // FilterSummary is the server's count for a completed filter stream.
 type FilterSummary struct {
-	Total      int64 // lines the server counted; blank lines are ignored
-	Allowed    int64 // lines written to out
-	Suppressed int64 // lines dropped because they are suppressed
-	Malformed  int64 // lines dropped because they are not a SHA-256
+	Total      int64 // lines (rows) the server counted; blank lines are ignored
+	Allowed    int64 // lines (rows) written to out
+	Suppressed int64 // lines (rows) dropped because they are suppressed
+	Malformed  int64 // lines (rows) dropped because they could not be read
+	// MalformedLines are the lines the first 100 malformed rows start on
+	// (FilterRows only): where to look in the file.
+	MalformedLines []int64
+}
+
+// FilterCheckpoint is how far a filter stream has been answered. Every
+// line (row) of the input before InputBytes is answered, and out holds
+// exactly the first OutputBytes bytes of the answer, all of them allowed
+// lines (rows) of that part of the input: a failed run can be resumed by
+// keeping those bytes and filtering the input from InputBytes on (for
+// rows, with the header row sent again and its echo dropped).
+type FilterCheckpoint struct {
+	Total, Allowed, Suppressed, Malformed int64 // answered so far
+	// InputBytes is how far in is answered, in bytes of in as given
+	// (before Gzip compresses it).
+	InputBytes int64
+	// InputLines is how many line ends of in lie before InputBytes.
+	InputLines int64
+	// OutputBytes is how many bytes have been written to out.
+	OutputBytes int64
+	// MalformedLines are the lines of malformed rows answered since the
+	// previous checkpoint (FilterRows only; the first 100 of the stream).
+	MalformedLines []int64
 }

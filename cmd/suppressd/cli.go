@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/suppressd/suppressd/api"
@@ -143,57 +142,6 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
-// runFilter streams a hashed audience list through /v1/filter.
-func runFilter(ctx context.Context, args []string, io stdio) error {
-	fs := flag.NewFlagSet("filter", flag.ContinueOnError)
-	fs.SetOutput(io.err)
-	var cf clientFlags
-	cf.register(fs)
-	in := fs.String("in", "-", "input: one SHA-256 per line, hex or base64, plain or gzip (- for stdin)")
-	out := fs.String("out", "-", "output: the lines that may be targeted (- for stdout)")
-	typ := fs.String("type", client.TypeEmailSHA256, "email_sha256 or phone_sha256")
-	platform := fs.String("platform", "", "google, meta, tiktok, x, linkedin or snap (for metrics)")
-	channel := fs.String("channel", "ads", "channel of the upload")
-	purpose := fs.String("purpose", "advertising", "purpose of the upload")
-	topic := fs.String("topic", "", "list or topic")
-	gz := fs.Bool("gzip", false, "compress the upload")
-	showProgress := fs.Bool("progress", isTerminal(io.err), "show progress (default: when stderr is a terminal)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	src, size, closeIn, err := openInput(*in, io.in)
-	if err != nil {
-		return err
-	}
-	defer closeIn()
-	dst, closeOut, err := openOutput(*out, io.out)
-	if err != nil {
-		return err
-	}
-	counted := &countingReader{r: src}
-	start := time.Now()
-	prog := startRedraw(io.err, *showProgress, func() string { return filterProgress(counted, size, start) })
-	sum, err := c.Filter(ctx, client.FilterRequest{
-		Type: *typ, Platform: *platform, Channel: *channel, Purpose: *purpose, Topic: *topic,
-		Namespace: cf.namespace, Gzip: *gz,
-	}, counted, dst)
-	prog.end()
-	if cerr := closeOut(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("filter: %w (the output is incomplete; do not upload it)", err)
-	}
-	el := time.Since(start)
-	fmt.Fprintf(io.err, "filtered %d lines in %s (%.0f lines/s): %d allowed, %d suppressed, %d malformed\n",
-		sum.Total, el.Round(time.Millisecond), float64(sum.Total)/max(el.Seconds(), 1e-9), sum.Allowed, sum.Suppressed, sum.Malformed)
-	return nil
-}
-
 // openInput opens a file or stdin, unzipping gzip (recognised by its magic
 // bytes). size is the file's size for progress (0 when unknown).
 func openInput(name string, stdin io.Reader) (io.Reader, int64, func(), error) {
@@ -243,37 +191,6 @@ func openOutput(name string, stdout io.Writer) (io.Writer, func() error, error) 
 		}
 		return f.Close()
 	}, nil
-}
-
-type countingReader struct {
-	r     io.Reader
-	bytes atomic.Int64
-	lines atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.bytes.Add(int64(n))
-	c.lines.Add(int64(bytes.Count(p[:n], []byte{'\n'})))
-	return n, err
-}
-
-// filterProgress is the filter's progress line: lines read, lines/s and,
-// when the size is known, a bar and the time left.
-func filterProgress(c *countingReader, size int64, start time.Time) string {
-	el := time.Since(start).Seconds()
-	lines, read := c.lines.Load(), c.bytes.Load()
-	rate := float64(lines) / max(el, 1e-9)
-	if size <= 0 {
-		return fmt.Sprintf("%d lines  %.0f lines/s", lines, rate)
-	}
-	frac := min(1, float64(read)/float64(size))
-	eta := time.Duration(0)
-	if frac > 0 {
-		eta = time.Duration(el * (1 - frac) / frac * float64(time.Second)).Round(time.Second)
-	}
-	bar := strings.Repeat("#", int(frac*30)) + strings.Repeat(".", 30-int(frac*30))
-	return fmt.Sprintf("[%s] %5.1f%%  %d lines  %.0f lines/s  ETA %s", bar, 100*frac, lines, rate, eta)
 }
 
 // runAPIKey makes an API key: the secret for the caller, and the entry for

@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -64,8 +65,18 @@ type Spec struct {
 	router routers.Router
 }
 
+// csvAsText makes kin-openapi read text/csv bodies as text. Its own
+// text/csv decoder is encoding/csv, which refuses a ragged file; a
+// /v1/filter/rows request may hold ragged rows (they are the malformed
+// ones the server drops, and tests send them on purpose) and its answer
+// may end with a summary line. The CSV rules are checked in Go instead
+// (checkFilterRows). kin-openapi keeps its decoders in a registry of its
+// own, so this is done once per process.
+var csvAsText sync.Once
+
 // Load parses and validates the embedded description (schemas.OpenAPI).
 func Load() (*Spec, error) {
+	csvAsText.Do(func() { openapi3filter.RegisterBodyDecoder("text/csv", openapi3filter.PlainBodyDecoder) })
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(schemas.OpenAPI)
 	if err != nil {
@@ -176,7 +187,14 @@ func (s *Spec) Serve(t testing.TB, h http.Handler, req *http.Request) (*http.Res
 //     (compared without surrounding spaces), in its order, as many as the
 //     summary line's allowed count, and carries
 //     the count trailers (Suppressd-Total, ...) with the summary's values,
-//     or none after "# error=unavailable".
+//     or none after "# error=unavailable"; its checkpoint lines
+//     (progress=true) count the lines echoed before them;
+//   - a /v1/filter/rows answer starts with the request's header row, then
+//     echoes well-formed rows of the request byte for byte, in its order,
+//     as many as the allowed count; the summary line comes only when asked
+//     for, the count trailers always, the malformed rows' lines are lines
+//     where rows of the request start that were not echoed, and an error
+//     message never repeats a value of the request's rows.
 //
 // A 404 to a path, or a 405 to a method, that the description lacks is
 // valid when its body is the Error envelope with code not_found or
@@ -238,7 +256,7 @@ func (s *Spec) ValidateResponse(req *http.Request, reqBody []byte, resp *http.Re
 	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
 		return fail(err)
 	}
-	if err := extraChecks(route.Path, reqBody, resp, respBody); err != nil {
+	if err := extraChecks(req, route.Path, reqBody, resp, respBody); err != nil {
 		return fail(err)
 	}
 	return nil
@@ -322,11 +340,14 @@ func (s *Spec) validateUnrouted(routeErr error, resp *http.Response, body []byte
 
 // extraChecks are the rules of docs/api.md that the description cannot
 // express. The body has already matched its schema.
-func extraChecks(path string, reqBody []byte, resp *http.Response, body []byte) error {
-	if path == "/v1/filter" {
-		if resp.StatusCode == http.StatusOK {
-			return checkFilter(reqBody, resp, body)
-		}
+func extraChecks(req *http.Request, path string, reqBody []byte, resp *http.Response, body []byte) error {
+	switch {
+	case path == "/v1/filter" && resp.StatusCode == http.StatusOK:
+		return checkFilter(reqBody, resp, body)
+	case path == "/v1/filter/rows" && resp.StatusCode == http.StatusOK:
+		return checkFilterRows(req, reqBody, resp, body)
+	case path == "/v1/filter/rows":
+		return checkRowsError(reqBody, body)
 	}
 	if !isJSON(resp.Header.Get("Content-Type")) {
 		return nil
@@ -423,6 +444,10 @@ var (
 	hashLine    = regexp.MustCompile(`^([0-9a-fA-F]{64}|[A-Za-z0-9+/_-]{43}=?)$`)
 	summaryLine = regexp.MustCompile(`^# total=([0-9]+) allowed=([0-9]+) suppressed=([0-9]+) malformed=([0-9]+)$`)
 	trailers    = []string{"Suppressd-Total", "Suppressd-Allowed", "Suppressd-Suppressed", "Suppressd-Malformed"}
+	// checkpointLine is a progress=true checkpoint: counts so far, how far
+	// the input is answered, and the bytes echoed before it.
+	checkpointLine = regexp.MustCompile(`^# at total=([0-9]+) allowed=([0-9]+) suppressed=([0-9]+) malformed=([0-9]+) in_bytes=([0-9]+) in_lines=([0-9]+) out_bytes=([0-9]+)( malformed_lines=[0-9]+(,[0-9]+)*)?$`)
+	rowsSummary    = regexp.MustCompile(`^# total=([0-9]+) allowed=([0-9]+) suppressed=([0-9]+) malformed=([0-9]+)( malformed_lines=([0-9]+(,[0-9]+)*))?$`)
 )
 
 // checkFilter checks a 200 answer of /v1/filter, whose body has matched
@@ -432,12 +457,27 @@ func checkFilter(reqBody []byte, resp *http.Response, body []byte) error {
 	if len(lines) == 0 {
 		return errors.New("no summary line")
 	}
-	summary, echoed := lines[len(lines)-1], lines[:len(lines)-1]
-	var errs []error
-	for i, l := range echoed {
+	summary, rest := lines[len(lines)-1], lines[:len(lines)-1]
+	var (
+		errs   []error
+		echoed []string
+		sent   int
+	)
+	for i, l := range rest {
+		if m := checkpointLine.FindStringSubmatch(l); m != nil {
+			if n, _ := strconv.Atoi(m[2]); n != len(echoed) {
+				errs = append(errs, fmt.Errorf("checkpoint %q after %d echoed lines", l, len(echoed)))
+			}
+			if n, _ := strconv.Atoi(m[7]); n != sent {
+				errs = append(errs, fmt.Errorf("checkpoint %q after %d bytes of echoed lines", l, sent))
+			}
+			continue
+		}
 		if !hashLine.MatchString(l) {
 			errs = append(errs, fmt.Errorf("line %d is not a SHA-256 in hex or base64: malformed lines are never echoed", i+1))
 		}
+		echoed = append(echoed, l)
+		sent += len(l) + 1
 	}
 	if reqBody != nil {
 		in := splitLines(string(reqBody))

@@ -94,7 +94,7 @@ func TestSpecLoads(t *testing.T) {
 	// in its description; the operations endpoints need none.
 	scopes := map[string]string{
 		"POST /v1/check": "check", "POST /v1/check/batch": "check",
-		"POST /v1/filter": "filter", "POST /v1/subjects/lookup": "admin",
+		"POST /v1/filter": "filter", "POST /v1/filter/rows": "filter", "POST /v1/subjects/lookup": "admin",
 		"POST /v1/events": "publish", "POST /v1/import": "admin",
 		"POST /v1/links": "links",
 	}
@@ -109,7 +109,7 @@ func TestSpecLoads(t *testing.T) {
 				for _, code := range []string{"400", "401", "403", "415", "500"} {
 					require.NotNil(t, op.Responses.Value(code), "%s has no %s response", name, code)
 				}
-				if name != "POST /v1/filter" {
+				if name != "POST /v1/filter" && name != "POST /v1/filter/rows" {
 					require.NotNil(t, op.Responses.Value("413"), "%s has no 413 response", name)
 				}
 				if name == "POST /v1/links" {
@@ -143,7 +143,7 @@ func TestEveryDocumentedOperationIsDescribed(t *testing.T) {
 	slices.Sort(documented)
 	require.Equal(t, []string{
 		"GET /healthz", "GET /metrics", "GET /readyz",
-		"POST /v1/check", "POST /v1/check/batch", "POST /v1/events", "POST /v1/filter", "POST /v1/import", "POST /v1/links", "POST /v1/subjects/lookup",
+		"POST /v1/check", "POST /v1/check/batch", "POST /v1/events", "POST /v1/filter", "POST /v1/filter/rows", "POST /v1/import", "POST /v1/links", "POST /v1/subjects/lookup",
 	}, documented, "the headings of docs/api.md changed: update this test and schemas/openapi.yaml")
 	require.Equal(t, documented, loadSpec(t).Operations())
 }
@@ -688,4 +688,80 @@ func TestFilterEdges(t *testing.T) {
 		`{"error":{"code":"invalid_request","message":"contacts: at least one contact is required","field":"contacts"}}`)
 	requireMismatch(t, err, ErrRequest, "contacts")
 	require.NotErrorIs(t, err, ErrResponse)
+}
+
+func TestFilterCheckpoints(t *testing.T) {
+	s := loadSpec(t)
+	const in = hexA + "\nnot-a-hash\n" + hexB + "\n"
+	check := func(out string) error {
+		resp, body := filterResponse(out, "Suppressd-Total", "3", "Suppressd-Allowed", "1", "Suppressd-Suppressed", "1", "Suppressd-Malformed", "1")
+		return s.Validate(filterRequest("/v1/filter?type=email_sha256&progress=true", in, false), nil, resp, body)
+	}
+	require.NoError(t, check(hexA+"\n# at total=2 allowed=1 suppressed=0 malformed=1 in_bytes=76 in_lines=2 out_bytes=65\n"+
+		"# at total=3 allowed=1 suppressed=1 malformed=1 in_bytes=141 in_lines=3 out_bytes=65\n# total=3 allowed=1 suppressed=1 malformed=1\n"))
+	requireMismatch(t, check("# at total=2 allowed=1 suppressed=0 malformed=1 in_bytes=76 in_lines=2 out_bytes=65\n"+hexA+"\n# total=3 allowed=1 suppressed=1 malformed=1\n"),
+		ErrResponse, "after 0 echoed lines")
+}
+
+func rowsRequest(target, body string) *http.Request {
+	req := httptest.NewRequest("POST", target, strings.NewReader(body))
+	req.Header.Set("Content-Type", "text/csv")
+	req.Header.Set("Authorization", "Bearer test-key")
+	return req
+}
+
+func TestFilterRows(t *testing.T) {
+	s := loadSpec(t)
+	const (
+		header = "\uFEFFEmail,Phone,Zip\r\n"
+		rowA   = "a@example.org,\"+1 800\n555 0100\",94016\r\n"
+		rowB   = "b@example.org,,\r\n"
+		bad    = "c@example.org,94016\r\n"
+		rowD   = "\"d@example.org\",+18005550101,\"9\"\"4\"" // no line end
+		in     = header + rowA + "\r\n" + rowB + bad + rowD
+	)
+	trailer := func(total, allowed, suppressed, malformed, lines string) []string {
+		t := []string{"Suppressd-Total", total, "Suppressd-Allowed", allowed, "Suppressd-Suppressed", suppressed, "Suppressd-Malformed", malformed}
+		if lines != "" {
+			t = append(t, "Suppressd-Malformed-Lines", lines)
+		}
+		return t
+	}
+	check := func(target, out string, tr ...string) error {
+		resp, body := response(200, "text/csv; charset=utf-8; header=present", out)
+		for i := 0; i+1 < len(tr); i += 2 {
+			resp.Trailer.Set(tr[i], tr[i+1])
+		}
+		return s.Validate(rowsRequest(target, in), nil, resp, body)
+	}
+	ok := trailer("4", "2", "1", "1", "6")
+	require.NoError(t, check("/v1/filter/rows?template=google", header+rowA+rowD, ok...))
+	require.NoError(t, check("/v1/filter/rows?columns=email:Email,phone:Phone&summary=true",
+		header+rowA+rowD+"\n# total=4 allowed=2 suppressed=1 malformed=1 malformed_lines=6\n", ok...))
+	require.NoError(t, check("/v1/filter/rows?template=google&progress=true",
+		header+rowA+"\x00# at total=3 allowed=1 suppressed=1 malformed=1 in_bytes=72 in_lines=6 out_bytes=59\n"+rowD+
+			"\x00# at total=4 allowed=2 suppressed=1 malformed=1 in_bytes=111 in_lines=6 out_bytes=94\n\x00# total=4 allowed=2 suppressed=1 malformed=1 malformed_lines=6\n", ok...))
+	// A failure midway: the error line, no trailers.
+	require.NoError(t, check("/v1/filter/rows?template=google", header+rowA+"# error=unavailable\n"))
+
+	requireMismatch(t, check("/v1/filter/rows?template=google", rowA+rowD, ok...), ErrResponse, "header row")
+	requireMismatch(t, check("/v1/filter/rows?template=google", header+rowD+rowA, ok...), ErrResponse, "input order")
+	requireMismatch(t, check("/v1/filter/rows?template=google", header+strings.ReplaceAll(rowA, "\r\n", "\n")+rowD, ok...), ErrResponse, "not a row of the request as sent")
+	requireMismatch(t, check("/v1/filter/rows?template=google", header+rowA+bad+rowD, ok...), ErrResponse, "malformed rows are never echoed")
+	requireMismatch(t, check("/v1/filter/rows?template=google", header+rowA+rowD, trailer("4", "3", "0", "1", "6")...), ErrResponse, "Suppressd-Allowed")
+	requireMismatch(t, check("/v1/filter/rows?template=google", header+rowA+rowD, trailer("4", "2", "1", "1", "3")...), ErrResponse, "no row of the request starts")
+	requireMismatch(t, check("/v1/filter/rows?template=google", header+rowA+rowD+"\n# total=4 allowed=2 suppressed=1 malformed=1 malformed_lines=6\n", ok...),
+		ErrResponse, "not asked for")
+	requireMismatch(t, check("/v1/filter/rows?template=google&summary=true", header+rowA+rowD, ok...), ErrResponse, "no summary line")
+	requireMismatch(t, check("/v1/filter/rows?template=google&progress=true",
+		header+rowA+"\x00# at total=3 allowed=1 suppressed=1 malformed=1 in_bytes=72 in_lines=6 out_bytes=54\n"+rowD+"\x00# total=4 allowed=2 suppressed=1 malformed=1 malformed_lines=6\n", ok...),
+		ErrResponse, "after 59 bytes")
+	// The parameters: a template of the enum, columns of the pattern.
+	for _, bad := range []string{"/v1/filter/rows?template=myspace", "/v1/filter/rows?columns=fax:Fax", "/v1/filter/rows?template=google&summary=maybe"} {
+		resp, body := response(200, "text/csv; charset=utf-8; header=present", header+rowA+rowD)
+		requireMismatch(t, s.Validate(rowsRequest(bad, in), nil, resp, body), ErrRequest, "parameter")
+	}
+	// An error never repeats a value of the rows.
+	resp, body := response(400, "application/json", `{"error":{"code":"invalid_request","message":"no such thing as b@example.org","field":"template"}}`)
+	requireMismatch(t, s.ValidateResponse(rowsRequest("/v1/filter/rows?template=google", in), nil, resp, body), ErrResponse, "repeats the row value")
 }
