@@ -10,6 +10,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,12 +18,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/suppressd/suppressd/internal/httplimit"
 	"github.com/suppressd/suppressd/internal/ops"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
@@ -54,6 +58,17 @@ type Options struct {
 	// FilterChunk is how many lines of a filter stream are looked up at
 	// once. Default 2,000.
 	FilterChunk int
+	// BodyTimeout is how long a JSON body may take to arrive, whole
+	// (408 beyond); the streamed bodies (filter, import) get it as their
+	// grace before MinBodyRate applies. Default 15s.
+	BodyTimeout time.Duration
+	// MaxImportBody bounds an import's body, and what a gzip body expands
+	// to. Default 256 MiB.
+	MaxImportBody int64
+	// MinBodyRate is the slowest a streamed body (filter, import) may
+	// arrive, in bytes per second of waiting for it, after BodyTimeout.
+	// Default 16 KiB/s.
+	MinBodyRate int64
 	// Gatherer serves /metrics; nil serves none.
 	Gatherer prometheus.Gatherer
 	// Publisher, Validator and PublishLog enable POST /v1/events and
@@ -94,6 +109,15 @@ func (o *Options) setDefaults() {
 	if o.FilterChunk <= 0 {
 		o.FilterChunk = 2000
 	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 15 * time.Second
+	}
+	if o.MaxImportBody <= 0 {
+		o.MaxImportBody = 256 << 20
+	}
+	if o.MinBodyRate <= 0 {
+		o.MinBodyRate = 16 << 10
+	}
 }
 
 // Server serves the API.
@@ -116,17 +140,27 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // Handler returns the routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	route := func(pattern, name string, scope Scope, h handlerFunc) {
-		mux.Handle(pattern, s.instrument(name, s.authorize(scope, h)))
+	// Every body has a deadline: a JSON body must arrive whole within
+	// BodyTimeout; a streamed one (filter, import) at MinBodyRate.
+	route := func(pattern, name string, scope Scope, streamed bool, h handlerFunc) {
+		auth := s.authorize(scope, h)
+		mux.Handle(pattern, s.instrument(name, func(w http.ResponseWriter, r *http.Request) error {
+			if streamed {
+				httplimit.MinRate(w, r, s.opts.MinBodyRate, s.opts.BodyTimeout)
+			} else {
+				httplimit.SetBodyDeadline(w, r, s.opts.BodyTimeout)
+			}
+			return auth(w, r)
+		}))
 	}
-	route("POST /v1/check", "check", ScopeCheck, s.check)
-	route("POST /v1/check/batch", "check_batch", ScopeCheck, s.checkBatch)
-	route("POST /v1/filter", "filter", ScopeFilter, s.filter)
-	route("POST /v1/filter/rows", "filter_rows", ScopeFilter, s.filterRows)
-	route("POST /v1/subjects/lookup", "subjects_lookup", ScopeAdmin, s.lookup)
-	route("POST /v1/events", "events", ScopePublish, s.events)
-	route("POST /v1/import", "import", ScopeAdmin, s.importList)
-	route("POST /v1/links", "links", ScopeLinks, s.links)
+	route("POST /v1/check", "check", ScopeCheck, false, s.check)
+	route("POST /v1/check/batch", "check_batch", ScopeCheck, false, s.checkBatch)
+	route("POST /v1/filter", "filter", ScopeFilter, true, s.filter)
+	route("POST /v1/filter/rows", "filter_rows", ScopeFilter, true, s.filterRows)
+	route("POST /v1/subjects/lookup", "subjects_lookup", ScopeAdmin, false, s.lookup)
+	route("POST /v1/events", "events", ScopePublish, false, s.events)
+	route("POST /v1/import", "import", ScopeAdmin, true, s.importList)
+	route("POST /v1/links", "links", ScopeLinks, false, s.links)
 	health := ops.Handler(s.store.Ready, s.opts.Gatherer, s.opts.StoreTimeout)
 	for _, name := range []string{"healthz", "readyz"} {
 		mux.Handle("GET /"+name, s.instrument(name, func(w http.ResponseWriter, r *http.Request) error {
@@ -140,9 +174,12 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern == "" {
-			// The mux's own 404 and 405 answers are text; ours are JSON.
-			if allow := w.Header().Get("Allow"); allow != "" || methodMismatch(mux, r) {
-				writeError(w, r, s.log, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: r.Method + " is not allowed here"})
+			// The mux's own 404 and 405 answers are text; ours are JSON,
+			// and a 405 names the methods that are allowed (RFC 9110,
+			// 15.5.6).
+			if allow := allowedMethods(mux, r); len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				writeError(w, r, s.log, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: r.Method + " is not allowed here; use " + strings.Join(allow, " or ")})
 				return
 			}
 			writeError(w, r, s.log, errNotFound)
@@ -152,32 +189,37 @@ func (s *Server) Handler() http.Handler {
 	})
 }
 
-// methodMismatch reports whether the path exists under another method.
-func methodMismatch(mux *http.ServeMux, r *http.Request) bool {
-	for _, m := range []string{http.MethodGet, http.MethodPost} {
-		if m == r.Method {
-			continue
-		}
+// allowedMethods returns the methods the path is served with, none when
+// the path is unknown. A GET route serves HEAD too.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, p := mux.Handler(probe); p != "" {
-			return true
+			allow = append(allow, m)
 		}
 	}
-	return false
+	return allow
 }
 
 type ctxKey struct{}
 
+// authorize runs h for a key with the scope. A request without one is
+// answered before a byte of its body is read, and its connection closed
+// without reading the rest: nobody without a key can make the server wait
+// for, or read, a body.
 func (s *Server) authorize(scope Scope, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		k, ok := authenticate(s.opts.Keys, r)
 		if !ok {
+			httplimit.CloseUnread(w, r)
 			return errUnauthorized
 		}
 		if k.has(scope) {
 			return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, k)))
 		}
+		httplimit.CloseUnread(w, r)
 		return forbidden(scope)
 	}
 }
@@ -210,20 +252,33 @@ func (s *Server) instrument(name string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
+		aborted := false
+		defer func() {
+			if aborted {
+				// Headers are gone: a streamed response can only stop. It
+				// stops short of its last chunk, so no client takes it
+				// for whole, and its connection is closed rather than
+				// left to the rest of a body nobody reads.
+				panic(http.ErrAbortHandler)
+			}
+		}()
 		err := h(rec, r)
 		if err != nil {
 			if rec.status != 0 {
-				// Headers are gone: a streamed response can only stop.
 				s.log.Warn("error after the response started", "route", name, "err", err)
+				aborted = true
 			} else {
+				var e *Error
+				if errors.As(err, &e) && (e.Status == http.StatusRequestTimeout || e.Status == http.StatusRequestEntityTooLarge ||
+					e.Status == http.StatusUnsupportedMediaType) {
+					// What is left of the body is not wanted: do not read it.
+					httplimit.CloseUnread(rec, r)
+				}
 				writeError(rec, r, s.log, err)
 			}
 		}
 		s.m.requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
 		s.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
-		if errors.Is(err, errCutStream) {
-			panic(http.ErrAbortHandler) // net/http closes the connection without a last chunk
-		}
 	})
 }
 
@@ -235,9 +290,28 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		!strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "send application/json"}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	if err := identityOnly(r); err != nil {
+		return err
+	}
+	// Read whole (the decoder would buffer it all anyway) to check it is
+	// UTF-8, as JSON must be (RFC 8259): encoding/json would turn each
+	// invalid byte into U+FFFD, and an identifier into another one.
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, limit)) + bytes.MinRead) // not twice the limit, as doubling would
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := buf.Bytes()
+	if err == nil {
+		if err := validUTF8(body); err != nil {
+			return err
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	if err == nil {
+		err = dec.Decode(v)
+	}
 	if err == nil {
 		if _, extra := dec.Token(); extra != io.EOF {
 			return badRequest("", "trailing data after the JSON object")
@@ -252,10 +326,15 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 	switch {
 	case errors.As(err, &maxErr):
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("the body is over the %d-byte limit", limit)}
+	case httplimit.IsTimeout(err):
+		return tooSlow(err)
 	case errors.As(err, &syntaxErr):
 		return badRequest("", "malformed JSON at byte %d", syntaxErr.Offset)
 	case errors.As(err, &typeErr):
-		return badRequest(typeErr.Field, "%s must be %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
+		// encoding/json names a member of an embedded struct with the
+		// struct's Go name ("sendFields.topic"); the caller wrote "topic".
+		f := embeddedNames.Replace(typeErr.Field)
+		return badRequest(f, "%s must be %s, not %s", f, jsonType(typeErr.Type), typeErr.Value)
 	case errors.Is(err, io.EOF):
 		return badRequest("", "the body is empty")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -263,6 +342,89 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		return badRequest(f, "unknown field %q", f)
 	}
 	return badRequest("", "malformed JSON")
+}
+
+// embeddedNames removes the Go names of embedded request structs from a
+// field path.
+var embeddedNames = strings.NewReplacer("sendFields.", "", "linkClaims.", "")
+
+// validUTF8 refuses a body that is not UTF-8, naming where it stops being.
+func validUTF8(b []byte) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	at := 0
+	for at < len(b) {
+		r, size := utf8.DecodeRune(b[at:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		at += size
+	}
+	return badRequest("", "the body is not valid UTF-8 (at byte %d)", at)
+}
+
+// identityOnly refuses a compressed JSON body: it would be read as
+// malformed JSON, and a client that compresses deserves to be told why.
+func identityOnly(r *http.Request) error {
+	if enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc != "" && enc != "identity" {
+		return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Content-Encoding " + enc + " is not supported here; send the JSON uncompressed"}
+	}
+	return nil
+}
+
+// tooSlow is the answer to a body that missed its deadline or rate.
+func tooSlow(err error) *Error {
+	msg := "the request body did not arrive in time"
+	if errors.Is(err, httplimit.ErrTooSlow) {
+		msg = err.Error()
+		if i := strings.Index(msg, ": read tcp"); i > 0 {
+			msg = msg[:i] // the addresses are the caller's business
+		}
+	}
+	return &Error{Status: http.StatusRequestTimeout, Code: "request_timeout", Message: msg}
+}
+
+// text is a string member of a request. JSON null is refused, naming the
+// member (the description says string, and null is not ""): decoded into a
+// plain string it would pass as "member left out".
+type text string
+
+func (t *text) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return &json.UnmarshalTypeError{Value: "null", Type: reflect.TypeFor[string]()}
+	}
+	return json.Unmarshal(b, (*string)(t))
+}
+
+// jsonType names a Go type as the JSON a caller sends.
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8,
+		reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
+}
+
+// strictObject decodes a JSON object member as decodeJSON does the body
+// (unknown members refused), and refuses null: an UnmarshalJSON of its own
+// leaves the outer decoder's settings behind.
+func strictObject(b []byte, v any) error {
+	if string(b) == "null" {
+		return &json.UnmarshalTypeError{Value: "null", Type: reflect.TypeFor[map[string]any]()}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

@@ -137,10 +137,12 @@ func NewKey(name string, scopes ...Scope) (secret, entry string, err error) {
 }
 
 // authenticate finds the key presented in the Authorization header. Every
-// configured key is compared, in constant time, whatever matches.
+// configured key is compared, in constant time, whatever matches. The
+// scheme is case-insensitive (RFC 9110, 11.1): "bearer" is "Bearer".
 func authenticate(keys []Key, r *http.Request) (*Key, bool) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return nil, false
 	}
 	h := sha256.Sum256([]byte(token))

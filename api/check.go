@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"time"
+	"unicode/utf8"
 
 	"github.com/suppressd/suppressd/suppression"
 )
@@ -54,6 +57,41 @@ func parseSend(channel, purpose, topic string) (suppression.Send, error) {
 	return send, nil
 }
 
+// identifier is an identifier of a request: null is not a string here
+// either (see text).
+type identifier struct {
+	Type  text `json:"type"`
+	Value text `json:"value"`
+}
+
+type identifiers []identifier
+
+// UnmarshalJSON refuses null for a list of identifiers: a batch contact
+// would take it for an empty list, which is that contact's error, not the
+// request's.
+func (ids *identifiers) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return &json.UnmarshalTypeError{Value: "null", Type: reflect.TypeFor[[]any]()}
+	}
+	return json.Unmarshal(b, (*[]identifier)(ids))
+}
+
+// UnmarshalJSON refuses null for an identifier, naming it, as text does
+// for a string; anything else decodes as usual, unknown members refused.
+func (id *identifier) UnmarshalJSON(b []byte) error {
+	type plain identifier
+	return strictObject(b, (*plain)(id))
+}
+
+// domain returns the identifiers as the domain's.
+func (ids identifiers) domain() []suppression.Identifier {
+	out := make([]suppression.Identifier, len(ids))
+	for i, id := range ids {
+		out[i] = suppression.Identifier{Type: suppression.IDType(id.Type), Value: string(id.Value)}
+	}
+	return out
+}
+
 // keysOf returns the storage keys of a contact's identifiers; the error
 // names the identifier at fault (field is the JSON path of the list).
 func (s *Server) keysOf(field string, ids []suppression.Identifier) ([]suppression.StorageKey, error) {
@@ -87,11 +125,21 @@ func (s *Server) matchKeys(field string, ids []suppression.Identifier) ([]suppre
 	return keys, err
 }
 
-// read asks the store, within the deadline; any failure is a 503.
+// read asks the store, within the deadline; any failure is a 503. A read
+// during which the request's own context ended (the client went away, or
+// the server is shutting down) is not the store's failure, whether it was
+// cut short or answered late: it is counted apart and answered 499, which
+// nobody reads.
 func (s *Server) read(ctx context.Context, ns string, keys []suppression.StorageKey) ([]suppression.Record, error) {
+	rctx := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.opts.StoreTimeout)
 	defer cancel()
 	recs, err := s.store.Get(ctx, ns, keys)
+	if rctx.Err() != nil {
+		s.m.canceled.Inc()
+		s.log.Debug("request canceled while the store was read", "keys", len(keys), "err", context.Cause(rctx))
+		return nil, errClientGone
+	}
 	if err != nil {
 		s.m.storeErr.Inc()
 		s.log.Warn("store read failed; answering 503", "keys", len(keys), "reason", suppression.StoreErrorReason(err), "err", err)
@@ -103,24 +151,24 @@ func (s *Server) read(ctx context.Context, ns string, keys []suppression.Storage
 // sendFields are the members that describe the send, shared by the check
 // requests.
 type sendFields struct {
-	Namespace string `json:"namespace"`
-	Channel   string `json:"channel"`
-	Purpose   string `json:"purpose"`
-	Topic     string `json:"topic"`
+	Namespace text `json:"namespace"`
+	Channel   text `json:"channel"`
+	Purpose   text `json:"purpose"`
+	Topic     text `json:"topic"`
 }
 
 func (f sendFields) parse() (string, suppression.Send, error) {
-	ns, err := parseNamespace("namespace", f.Namespace)
+	ns, err := parseNamespace("namespace", string(f.Namespace))
 	if err != nil {
 		return "", suppression.Send{}, err
 	}
-	send, err := parseSend(f.Channel, f.Purpose, f.Topic)
+	send, err := parseSend(string(f.Channel), string(f.Purpose), string(f.Topic))
 	return ns, send, err
 }
 
 type checkRequest struct {
 	sendFields
-	Identifiers []suppression.Identifier `json:"identifiers"`
+	Identifiers identifiers `json:"identifiers"`
 }
 
 type checkResponse struct {
@@ -137,14 +185,16 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	keys, err := s.keysOf("identifiers", req.Identifiers)
+	keys, err := s.keysOf("identifiers", req.Identifiers.domain())
 	if err != nil {
 		s.m.checks.WithLabelValues("invalid").Inc()
 		return err
 	}
 	recs, err := s.read(r.Context(), ns, keys)
 	if err != nil {
-		s.m.checks.WithLabelValues("unavailable").Inc()
+		if err != errClientGone {
+			s.m.checks.WithLabelValues("unavailable").Inc()
+		}
 		return err
 	}
 	resp := checkResponse{Allowed: true}
@@ -159,14 +209,23 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) error {
 }
 
 type batchContact struct {
-	Ref         string                   `json:"ref,omitempty"`
-	Identifiers []suppression.Identifier `json:"identifiers"`
+	Ref         text        `json:"ref,omitempty"`
+	Identifiers identifiers `json:"identifiers"`
+}
+
+// UnmarshalJSON refuses null for a contact (see identifier).
+func (c *batchContact) UnmarshalJSON(b []byte) error {
+	type plain batchContact
+	return strictObject(b, (*plain)(c))
 }
 
 type batchRequest struct {
 	sendFields
 	Contacts []batchContact `json:"contacts"`
 }
+
+// maxRef bounds a batch contact's ref, in characters.
+const maxRef = 256
 
 type batchResult struct {
 	Ref         string           `json:"ref,omitempty"`
@@ -191,13 +250,22 @@ func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Field: "contacts",
 			Message: fmt.Sprintf("contacts: at most %d per batch, got %d; split the batch", s.opts.MaxBatch, n)}
 	}
+	for i, c := range req.Contacts {
+		// A ref is echoed back: bounded, or a batch of one contact could
+		// make the server repeat 16 MiB.
+		if utf8.RuneCountInString(string(c.Ref)) > maxRef {
+			f := fmt.Sprintf("contacts[%d].ref", i)
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Field: f,
+				Message: fmt.Sprintf("%s: a ref is at most %d characters", f, maxRef)}
+		}
+	}
 	results := make([]batchResult, len(req.Contacts))
 	spans := make([][2]int, len(req.Contacts)) // each contact's keys in all
 	var all []suppression.StorageKey
 	invalid := 0
 	for i, c := range req.Contacts {
-		results[i].Ref = c.Ref
-		keys, err := s.keysOf(fmt.Sprintf("contacts[%d].identifiers", i), c.Identifiers)
+		results[i].Ref = string(c.Ref)
+		keys, err := s.keysOf(fmt.Sprintf("contacts[%d].identifiers", i), c.Identifiers.domain())
 		if err != nil {
 			e := err.(*Error)
 			results[i].Error = &errorDetail{Code: e.Code, Message: e.Message, Field: e.Field}
@@ -217,7 +285,9 @@ func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request) error {
 	s.m.checks.WithLabelValues("invalid").Add(float64(invalid))
 	recs, err := s.read(r.Context(), ns, all)
 	if err != nil {
-		s.m.checks.WithLabelValues("unavailable").Add(float64(len(req.Contacts) - invalid))
+		if err != errClientGone {
+			s.m.checks.WithLabelValues("unavailable").Add(float64(len(req.Contacts) - invalid))
+		}
 		return err
 	}
 	allowed, suppressed := 0, 0
@@ -240,8 +310,8 @@ func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request) error {
 }
 
 type lookupRequest struct {
-	Namespace   string                   `json:"namespace"`
-	Identifiers []suppression.Identifier `json:"identifiers"`
+	Namespace   text        `json:"namespace"`
+	Identifiers identifiers `json:"identifiers"`
 }
 
 type registerJSON struct {
@@ -271,11 +341,12 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, s.opts.MaxBody, &req); err != nil {
 		return err
 	}
-	ns, err := parseNamespace("namespace", req.Namespace)
+	ns, err := parseNamespace("namespace", string(req.Namespace))
 	if err != nil {
 		return err
 	}
-	if _, err := s.matchKeys("identifiers", req.Identifiers); err != nil {
+	ids := req.Identifiers.domain()
+	if _, err := s.matchKeys("identifiers", ids); err != nil {
 		return err
 	}
 	// Per identifier, its forms and the platforms hashing each: one key
@@ -284,7 +355,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 		keys  []suppression.StorageKey
 		infos []keyJSON
 	)
-	for i, id := range req.Identifiers {
+	for i, id := range ids {
 		mks, _ := s.opts.Normalizer.Expand(id)
 		var platforms [][]string
 		if !id.Type.Hashed() {

@@ -34,6 +34,9 @@ func badRequest(field, format string, args ...any) *Error {
 var (
 	errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "a valid API key is required: Authorization: Bearer <key>"}
 	errNotFound     = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"}
+	// errClientGone answers a request whose client went away: nobody reads
+	// it, and its status (nginx's 499) keeps it apart in the metrics.
+	errClientGone = &Error{Status: 499, Code: "client_closed_request", Message: "the client closed the request"}
 )
 
 func forbidden(scope Scope) *Error {

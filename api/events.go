@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/suppressd/suppressd/internal/httplimit"
 	"github.com/suppressd/suppressd/schemas"
 	"github.com/suppressd/suppressd/suppression"
 )
@@ -46,13 +47,24 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		!strings.HasPrefix(ct, "application/cloudevents+json") && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "send application/json or application/cloudevents+json"}
 	}
+	if err := identityOnly(r); err != nil {
+		return err
+	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, schemas.MaxEventBytes))
 	if err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
 			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("an event is at most %d bytes", schemas.MaxEventBytes)}
 		}
-		return badRequest("", "reading the body: %v", err)
+		if httplimit.IsTimeout(err) {
+			return tooSlow(err)
+		}
+		return badRequest("", "reading the body failed")
+	}
+	// The raw bytes are what is published: they must be the JSON they
+	// claim to be, UTF-8 (RFC 8259), not whatever a decoder makes of them.
+	if err := validUTF8(raw); err != nil {
+		return err
 	}
 	d, err := s.opts.Validator.Decode(raw, time.Now(), s.opts.Normalizer)
 	if err != nil {

@@ -17,6 +17,8 @@ import (
 // characters, so anything near this is malformed anyway.
 const maxFilterLine = 1024
 
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
 type filterParams struct {
 	ns       string
 	kind     suppression.KeyKind
@@ -91,8 +93,15 @@ func (s *Server) filter(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer closeBody()
+	in := bufio.NewReaderSize(body, 64<<10)
+	// A list saved by a spreadsheet starts with a UTF-8 byte order mark,
+	// which would make its first line malformed; the importer drops it too.
+	skipped := 0
+	if b, err := in.Peek(3); err == nil && bytes.Equal(b, utf8BOM) {
+		skipped, _ = in.Discard(3)
+	}
 	_, err = s.stream(w, r, &streamSpec{
-		reader: &lineReader{in: bufio.NewReaderSize(body, 64<<10), p: p, keyer: s.opts.Keyer},
+		reader: &lineReader{in: in, p: p, keyer: s.opts.Keyer, bytes: int64(skipped)},
 		ns:     p.ns, send: p.send,
 		header:   func(h http.Header) { h.Set("Content-Type", "text/plain; charset=utf-8") },
 		summary:  true,

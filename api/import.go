@@ -10,15 +10,13 @@ import (
 	"time"
 
 	"github.com/suppressd/suppressd/importer"
+	"github.com/suppressd/suppressd/internal/httplimit"
 	"github.com/suppressd/suppressd/suppression"
 )
 
 // maxListedRejections bounds the rejected rows listed in an import's answer;
 // the count is always complete.
 const maxListedRejections = 1000
-
-// maxImportBody bounds an import's body (compressed, when gzip).
-const maxImportBody = 256 << 20
 
 // importWorkers is how many events an import has in flight at once.
 const importWorkers = 8
@@ -63,7 +61,10 @@ func (s *Server) importList(w http.ResponseWriter, r *http.Request) error {
 			scopes = append(scopes, sc)
 		}
 	}
-	body := io.Reader(http.MaxBytesReader(w, r.Body, maxImportBody))
+	// The limit bounds what crosses the wire and, when the body is gzip,
+	// what it expands to: a gzip of zeros expands a thousandfold.
+	limit := s.opts.MaxImportBody
+	body := io.Reader(http.MaxBytesReader(w, r.Body, limit))
 	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
 	case "", "identity":
 	case "gzip":
@@ -72,7 +73,7 @@ func (s *Server) importList(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("", "the body is not gzip")
 		}
 		defer gz.Close()
-		body = gz
+		body = httplimit.LimitReader(gz, limit)
 	default:
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Content-Encoding " + enc + " is not supported; use gzip or none"}
 	}
@@ -96,14 +97,24 @@ func (s *Server) importList(w http.ResponseWriter, r *http.Request) error {
 			Message: fmt.Sprintf("Kafka did not acknowledge an event after %d were published; importing the same file again is safe", resp.Published)}
 	}
 	if err != nil {
-		var maxErr *http.MaxBytesError
-		if errors.As(err, &maxErr) {
-			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("an import is at most %d bytes; split the file", maxImportBody)}
-		}
-		if errors.Is(err, importer.ErrFormat) {
+		var (
+			maxErr   *http.MaxBytesError
+			bombErr  *httplimit.TooLargeError
+			limitErr *importer.LimitError
+		)
+		switch {
+		case errors.As(err, &maxErr):
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("an import is at most %d bytes; split the file", limit)}
+		case errors.As(err, &bombErr):
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("an import is at most %d bytes once decompressed; split the file", limit)}
+		case errors.As(err, &limitErr):
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: limitErr.Error()}
+		case httplimit.IsTimeout(err):
+			return tooSlow(err)
+		case errors.Is(err, importer.ErrFormat):
 			return badRequest("format", "%v", err)
 		}
-		return badRequest("", "reading the export: %v", err)
+		return badRequest("", "reading the export failed (a broken upload, or not gzip)")
 	}
 	s.log.Info("import", "format", format, "published", resp.Published, "rejected", resp.Rejected, "took", time.Since(started))
 	writeJSON(w, http.StatusOK, resp)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"time"
 
@@ -13,22 +14,47 @@ import (
 )
 
 // linkClaims are the claims a request shares and each recipient may set
-// for itself.
+// for itself. As everywhere in the API, null is not a string or a list.
 type linkClaims struct {
-	Namespace  string              `json:"namespace"`
-	Scopes     []suppression.Scope `json:"scopes"`
-	CampaignID string              `json:"campaign_id"`
-	ListID     string              `json:"list_id"`
+	Namespace  text      `json:"namespace"`
+	Scopes     scopeList `json:"scopes"`
+	CampaignID text      `json:"campaign_id"`
+	ListID     text      `json:"list_id"`
+}
+
+// scopeList is a list of scopes; null is refused, for the list and for
+// each scope (see text).
+type scopeList []text
+
+func (l *scopeList) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return &json.UnmarshalTypeError{Value: "null", Type: reflect.TypeFor[[]string]()}
+	}
+	return json.Unmarshal(b, (*[]text)(l))
 }
 
 func (c linkClaims) claims(id suppression.Identifier) unsubscribe.Claims {
-	return unsubscribe.Claims{Namespace: c.Namespace, Identifier: id, Scopes: c.Scopes, CampaignID: c.CampaignID, ListID: c.ListID}
+	var scopes []suppression.Scope
+	if c.Scopes != nil {
+		scopes = make([]suppression.Scope, len(c.Scopes))
+		for i, sc := range c.Scopes {
+			scopes[i] = suppression.Scope(sc)
+		}
+	}
+	return unsubscribe.Claims{Namespace: string(c.Namespace), Identifier: id, Scopes: scopes,
+		CampaignID: string(c.CampaignID), ListID: string(c.ListID)}
 }
 
 type linkRecipient struct {
-	Ref        string                 `json:"ref"`
-	Identifier suppression.Identifier `json:"identifier"`
+	Ref        text       `json:"ref"`
+	Identifier identifier `json:"identifier"`
 	linkClaims
+}
+
+// UnmarshalJSON refuses a null recipient, as identifier does.
+func (rc *linkRecipient) UnmarshalJSON(b []byte) error {
+	type plain linkRecipient
+	return strictObject(b, (*plain)(rc))
 }
 
 type linksRequest struct {
@@ -82,8 +108,8 @@ func (s *Server) links(w http.ResponseWriter, r *http.Request) error {
 	for i := range req.Recipients {
 		rc := &req.Recipients[i]
 		res := &resp.Results[i]
-		res.Ref = rc.Ref
-		l, err := s.opts.Links.Links(shared, rc.claims(rc.Identifier), now)
+		res.Ref = string(rc.Ref)
+		l, err := s.opts.Links.Links(shared, rc.claims(suppression.Identifier{Type: suppression.IDType(rc.Identifier.Type), Value: string(rc.Identifier.Value)}), now)
 		if err != nil {
 			var ce *unsubscribe.ClaimError
 			if !errors.As(err, &ce) {

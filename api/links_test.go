@@ -194,6 +194,12 @@ func TestLinksLimits(t *testing.T) {
 		{"bad shared scope", Options{}, linksKey, map[string]any{"scopes": []string{"email", "transactional"}, "recipients": many(3)}, 400, "invalid_request", "scopes[1]", "scopes[1]:"},
 		{"bad shared namespace", Options{}, linksKey, map[string]any{"namespace": "Acme Inc", "recipients": many(3)}, 400, "invalid_request", "namespace", "namespace:"},
 		{"unknown field", Options{}, linksKey, map[string]any{"topic": "news", "recipients": many(1)}, 400, "invalid_request", "topic", "unknown field"},
+		{"null shared list_id", Options{}, linksKey, map[string]any{"list_id": nil, "recipients": many(1)}, 400, "invalid_request", "list_id", "null"},
+		{"null scopes", Options{}, linksKey, map[string]any{"scopes": nil, "recipients": many(1)}, 400, "invalid_request", "scopes", "null"},
+		{"null scope", Options{}, linksKey, map[string]any{"scopes": []any{"email", nil}, "recipients": many(1)}, 400, "invalid_request", "scopes", "null"},
+		{"null recipient campaign_id", Options{}, linksKey, map[string]any{"recipients": []any{map[string]any{"campaign_id": nil, "identifier": map[string]any{"type": "email", "value": "a@example.org"}}}}, 400, "invalid_request", "recipients.campaign_id", "null"},
+		{"null recipient", Options{}, linksKey, map[string]any{"recipients": []any{nil}}, 400, "invalid_request", "recipients", "null"},
+		{"null identifier value", Options{}, linksKey, map[string]any{"recipients": []any{map[string]any{"identifier": map[string]any{"type": "email", "value": nil}}}}, 400, "invalid_request", "recipients.identifier.value", "null"},
 		{"a check key", Options{}, checkKey, map[string]any{"recipients": many(1)}, 403, "forbidden", "", "links scope"},
 		{"no link keys", Options{Links: nil}, linksKey, map[string]any{"recipients": many(1)}, 404, "not_found", "", "SUPPRESSD_LINK_KEYS"},
 	} {

@@ -10,6 +10,7 @@ type metrics struct {
 	rows     *prometheus.CounterVec
 	storeErr prometheus.Counter
 	links    *prometheus.CounterVec
+	canceled prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,13 +38,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"platform", "result"}),
 		storeErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "suppressd_api_store_errors_total",
-			Help: "Store reads that failed or timed out; each answered 503.",
+			Help: "Store reads that failed or timed out; each answered 503. Reads cut short by the client going away are in suppressd_api_canceled_reads_total.",
+		}),
+		canceled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "suppressd_api_canceled_reads_total",
+			Help: "Store reads cut short because the client went away (or the server shut down) first; not store errors.",
 		}),
 		links: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_links_total",
 			Help: "Recipients of POST /v1/links, by result: minted, invalid (the recipient was refused, named in its result).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.rows, m.storeErr, m.links)
+	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.rows, m.storeErr, m.canceled, m.links)
 	return m
 }

@@ -112,7 +112,6 @@ func (s *Server) filterRows(w http.ResponseWriter, r *http.Request) error {
 		summary:     p.summary || p.progress,
 		progress:    p.progress,
 		lineNumbers: true,
-		cut:         true,
 		trailers:    []string{trailerTotal, trailerAllowed, trailerSuppressed, trailerMalformed, trailerMalformedLines},
 		metric:      s.m.rows, platform: p.platform,
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/suppressd/suppressd/internal/httplimit"
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -139,11 +140,9 @@ type streamSpec struct {
 	control string
 	// lineNumbers reports the lines of malformed items.
 	lineNumbers bool
-	// cut ends a stream that fails midway by cutting the connection.
-	cut      bool
-	trailers []string
-	metric   *prometheus.CounterVec
-	platform string
+	trailers    []string
+	metric      *prometheus.CounterVec
+	platform    string
 }
 
 // streamCounts are what a filter stream did.
@@ -151,12 +150,6 @@ type streamCounts struct {
 	total, allowed, suppressed, malformed int64
 	malformedLines                        []int64
 }
-
-// errCutStream ends a streamed answer that failed midway by cutting the
-// connection: no last chunk and no trailers, so that even a client that
-// never looks at the body's last line sees a broken transfer (curl exits
-// non-zero) rather than a shorter list that looks whole.
-var errCutStream = errors.New("stream cut after a mid-stream failure")
 
 // decodedBody is the request body, gunzipped when Content-Encoding says so.
 func decodedBody(r *http.Request) (io.Reader, func(), error) {
@@ -194,7 +187,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 			if err == nil {
 				c.inBytes, c.inLines = sp.reader.pos()
 			}
-			if len(c.items) > 0 && (err != nil || c.full(s.opts.FilterChunk)) {
+			// At the end of the body the last chunk is looked up; after a
+			// failed read it is dropped: the upload broke, and a stream
+			// that has not started yet can still be a clean 4xx.
+			if len(c.items) > 0 && (errors.Is(err, io.EOF) || c.full(s.opts.FilterChunk)) {
 				go c.lookup(ctx, s, sp.ns)
 				select {
 				case ordered <- c:
@@ -244,9 +240,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 		fmt.Fprintf(out, "%s# error=%s\n", sp.control, code)
 		_ = out.Flush()
 		_ = rc.Flush()
-		if sp.cut {
-			return fmt.Errorf("%w: %w", errCutStream, err)
-		}
+		// The handler's instrument then cuts the connection: no last
+		// chunk and no trailers, so that even a client that never looks
+		// at the body's last line sees a broken transfer (curl exits
+		// non-zero) rather than a shorter list that looks whole.
 		return err
 	}
 	reported := 0 // malformed lines already in a checkpoint
@@ -292,7 +289,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 		_ = rc.Flush()
 	}
 	if readErr != nil {
-		err := badRequest("", "reading the body: %v", readErr)
+		err := badRequest("", "reading the body failed (a broken upload, or not gzip)")
+		if httplimit.IsTimeout(readErr) {
+			err = tooSlow(readErr)
+		}
 		if started {
 			return n, fail("read", err)
 		}

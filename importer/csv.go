@@ -14,31 +14,43 @@ import (
 // number of fields, stray quotes are kept, and a malformed row is a
 // rejection, not the end of the import.
 type csvFile struct {
-	r *csv.Reader
+	r    *csv.Reader
+	e    *emitter
+	line int // of the last record read
 }
 
-func newCSV(br *bufio.Reader) *csvFile {
+func newCSV(br *bufio.Reader, e *emitter) *csvFile {
 	r := csv.NewReader(br)
 	r.FieldsPerRecord = -1
 	r.LazyQuotes = true
 	r.ReuseRecord = true
-	return &csvFile{r: r}
+	return &csvFile{r: r, e: e}
 }
 
 // next returns the next record and its line, io.EOF at the end, or a
 // non-nil bad when the row cannot be read as CSV (its line is then the
-// rejection's).
+// rejection's). A row or field over the limits is an error (ErrLimit).
 func (c *csvFile) next() (rec []string, line int, bad bool, err error) {
 	for {
 		rec, err = c.r.Read()
+		c.e.mark(c.r.InputOffset())
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return nil, pe.StartLine, true, nil
 			}
+			var le *LimitError
+			if errors.As(err, &le) {
+				le.Line = c.line + 1 // where the row over the limit starts, at best
+				return nil, 0, false, le
+			}
 			return nil, 0, false, err
 		}
 		line, _ = c.r.FieldPos(0)
+		c.line = line
+		if err := c.e.checkFields(line, len(rec), func(i int) int { return len(rec[i]) }); err != nil {
+			return nil, 0, false, err
+		}
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // a blank line inside the file
 		}
@@ -83,7 +95,7 @@ func field(rec []string, i int) string {
 // eachRow reads the header, checks it, and then calls fn for every data
 // row; malformed rows are rejected.
 func eachRow(br *bufio.Reader, e *emitter, what string, check func(h header) error, fn func(h header, rec []string, line int) error) error {
-	c := newCSV(br)
+	c := newCSV(br, e)
 	var h header
 	for {
 		rec, line, bad, err := c.next()
@@ -248,7 +260,7 @@ func parseMailgun(br *bufio.Reader, e *emitter) error {
 // provider's word for one (bounce, spam, ...); anything else, or none, is
 // an import.
 func parsePlainCSV(br *bufio.Reader, e *emitter) error {
-	c := newCSV(br)
+	c := newCSV(br, e)
 	var (
 		h                                      header
 		emailCol, phoneCol, reasonCol, timeCol = -1, -1, -1, -1

@@ -98,7 +98,65 @@ type Options struct {
 	Now time.Time
 	// DefaultTime dates rows that carry no time of their own. Default Now.
 	DefaultTime time.Time
+	// MaxRecord bounds one CSV row (its lines, when a quoted field spans
+	// several) or one JSON record; MaxField one field or member of it. A
+	// parse that meets a longer one stops with an error wrapping ErrLimit:
+	// a line that never ends would otherwise be held whole. Defaults
+	// DefaultMaxRecord and DefaultMaxField.
+	MaxRecord, MaxField int
 }
+
+// Default limits of one row or record and of one field.
+const (
+	DefaultMaxRecord = 64 << 10
+	DefaultMaxField  = 8 << 10
+)
+
+// ErrLimit is wrapped by the error that stops a parse at a row, record or
+// field over its limit (Options.MaxRecord, Options.MaxField).
+var ErrLimit = errors.New("over a limit of the importer")
+
+// LimitError names the limit a file went over.
+type LimitError struct {
+	What  string // "row or record", "field"
+	Limit int    // bytes
+	Line  int    // where, when known
+}
+
+func (e *LimitError) Error() string {
+	where := ""
+	if e.Line > 0 {
+		where = fmt.Sprintf("line %d: ", e.Line)
+	}
+	return fmt.Sprintf("%sa %s is over the %d-byte limit", where, e.What, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }
+
+// recordGuard sits under the parser's buffer and refuses to read on once
+// the record being parsed holds more than limit bytes of what was read: the
+// CSV reader keeps a line without a newline whole, and the JSON decoder a
+// value without its end. Parsers mark where each record ends.
+type recordGuard struct {
+	r     io.Reader
+	total int64 // bytes read from r
+	base  int64 // offset of the parser's input in r (after a BOM)
+	start int64 // offset in r where the current record starts
+	limit int
+}
+
+func (g *recordGuard) Read(p []byte) (int, error) {
+	if g.total-g.start > int64(g.limit) {
+		return 0, &LimitError{What: "row or record", Limit: g.limit}
+	}
+	n, err := g.r.Read(p)
+	g.total += int64(n)
+	return n, err
+}
+
+// mark records that the parser's input offset off is a record boundary.
+func (g *recordGuard) mark(off int64) { g.start = g.base + off }
 
 // ErrFormat is wrapped by errors that stop a parse because the file is not
 // in the format asked for (no header, not JSON, an undecidable kind).
@@ -119,9 +177,18 @@ func Parse(r io.Reader, o Options, row func(Row) error, reject func(Rejection) e
 	if o.DefaultTime.IsZero() || o.DefaultTime.After(o.Now) {
 		o.DefaultTime = o.Now
 	}
-	e := &emitter{o: o, row: row, reject: reject}
-	br := bufio.NewReaderSize(r, 64<<10)
+	if o.MaxRecord <= 0 {
+		o.MaxRecord = DefaultMaxRecord
+	}
+	if o.MaxField <= 0 {
+		o.MaxField = DefaultMaxField
+	}
+	g := &recordGuard{r: r, limit: o.MaxRecord}
+	e := &emitter{o: o, row: row, reject: reject, mark: g.mark}
+	br := bufio.NewReaderSize(g, 64<<10)
 	stripBOM(br)
+	g.base = g.total - int64(br.Buffered())
+	g.start = g.base
 	switch o.Format {
 	case FormatSES:
 		return parseSES(br, e)
@@ -184,6 +251,17 @@ type emitter struct {
 	o      Options
 	row    func(Row) error
 	reject func(Rejection) error
+	mark   func(off int64) // a record ends at this offset of the parser's input
+}
+
+// checkFields stops the parse at a field over Options.MaxField.
+func (e *emitter) checkFields(line int, n int, field func(i int) int) error {
+	for i := range n {
+		if field(i) > e.o.MaxField {
+			return &LimitError{What: "field", Limit: e.o.MaxField, Line: line}
+		}
+	}
+	return nil
 }
 
 func (e *emitter) rejectf(line int, format string, args ...any) error {

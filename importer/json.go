@@ -200,6 +200,13 @@ func scanJSON(br *bufio.Reader, e *emitter, arrayKey string, fn func(line int, o
 		return lc.lineAt(off)
 	}
 	syntax := func(err error) error {
+		var le *LimitError
+		if errors.As(err, &le) {
+			if le.Line == 0 {
+				le.Line = start()
+			}
+			return le
+		}
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
 			return formatError("malformed JSON at line %d", lc.lineAt(se.Offset))
@@ -213,7 +220,9 @@ func scanJSON(br *bufio.Reader, e *emitter, arrayKey string, fn func(line int, o
 		for dec.More() {
 			line := start()
 			var raw map[string]json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
+			err := dec.Decode(&raw)
+			e.mark(dec.InputOffset())
+			if err != nil {
 				var te *json.UnmarshalTypeError
 				if errors.As(err, &te) {
 					if err := e.rejectf(line, "not a JSON object"); err != nil {
@@ -222,6 +231,9 @@ func scanJSON(br *bufio.Reader, e *emitter, arrayKey string, fn func(line int, o
 					continue
 				}
 				return syntax(err)
+			}
+			if err := checkMembers(e, line, raw); err != nil {
+				return err
 			}
 			if err := fn(line, fold(raw)); err != nil {
 				return err
@@ -279,6 +291,10 @@ func scanJSON(br *bufio.Reader, e *emitter, arrayKey string, fn func(line int, o
 			if _, err := dec.Token(); err != nil { // '}'
 				return syntax(err)
 			}
+			e.mark(dec.InputOffset())
+			if err := checkMembers(e, line, obj); err != nil {
+				return err
+			}
 			if !wrapper {
 				if err := fn(line, obj); err != nil {
 					return err
@@ -288,6 +304,16 @@ func scanJSON(br *bufio.Reader, e *emitter, arrayKey string, fn func(line int, o
 			return formatError("line %d: expected JSON objects, found %s", line, describe(tok))
 		}
 	}
+}
+
+// checkMembers stops the parse at a member over Options.MaxField.
+func checkMembers[M ~map[string]json.RawMessage](e *emitter, line int, m M) error {
+	for _, v := range m {
+		if len(v) > e.o.MaxField {
+			return &LimitError{What: "field", Limit: e.o.MaxField, Line: line}
+		}
+	}
+	return nil
 }
 
 func describe(tok json.Token) string {

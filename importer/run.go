@@ -150,7 +150,10 @@ func Run(ctx context.Context, r io.Reader, pub Publisher, o RunOptions) (Result,
 		return res, fmt.Errorf("%w after %d events: %w", ErrPublish, res.Published, fatalErr)
 	}
 	if parseErr != nil {
-		if ctx.Err() != nil {
+		// The parse stopped because the import was canceled, or on an
+		// error of its own (a read that failed, which may also have
+		// canceled the context: the read's error says why).
+		if ctx.Err() != nil && (errors.Is(parseErr, context.Canceled) || errors.Is(parseErr, context.DeadlineExceeded)) {
 			return res, ctx.Err()
 		}
 		return res, parseErr

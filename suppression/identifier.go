@@ -137,14 +137,17 @@ func (e Email) String() string { return e.Local + "@" + e.Domain }
 // not try to be an RFC 5322 parser: ad platforms and mail providers all match
 // on the trimmed, lowercased text, and so must we.
 func NormalizeEmail(raw string) (Email, error) {
+	// Checked before lowercasing: strings.ToLower turns each invalid byte
+	// into a valid U+FFFD, and the address would pass as another.
+	if !utf8.ValidString(raw) {
+		return Email{}, invalid(IDEmail, "not valid UTF-8")
+	}
 	s := strings.ToLower(strings.TrimFunc(raw, unicode.IsSpace))
 	switch {
 	case s == "":
 		return Email{}, invalid(IDEmail, "empty")
 	case len(s) > maxEmailLen:
 		return Email{}, invalid(IDEmail, "longer than %d bytes", maxEmailLen)
-	case !utf8.ValidString(s):
-		return Email{}, invalid(IDEmail, "not valid UTF-8")
 	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
 		return Email{}, invalid(IDEmail, "contains white space or control characters")
 	}

@@ -3,6 +3,7 @@ package unsubscribe
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"embed"
 	"errors"
 	"html/template"
@@ -53,6 +54,23 @@ type Options struct {
 	PublishTimeout time.Duration
 	// RetryAfter is sent with a 503 when publishing failed. Default 60s.
 	RetryAfter time.Duration
+	// PublishLog, if set, makes the same token and action publish once
+	// within DedupWindow (default 1h): a repeated click, a provider's
+	// retry, every page view with Sec-GPC all answer as the first did. A
+	// log that does not answer does not stop a publish: a duplicate is
+	// harmless, a lost opt-out is not. The window is short because a later
+	// click with the same link, after a resubscribe, is a new opt-out that
+	// must be published again.
+	PublishLog  PublishLog
+	DedupWindow time.Duration
+	// TokenRate and ClientRate bound the requests per minute of one link
+	// and of one client address (ClientIPHeader names the header a trusted
+	// proxy sets with it; default the connection's address). Over them the
+	// answer is 429 with Retry-After, and nothing is published. Counted in
+	// memory, per replica. Zero: DefaultTokenRate, DefaultClientRate;
+	// negative: no limit.
+	TokenRate, ClientRate int
+	ClientIPHeader        string
 	// Brands give the pages of each namespace a sender's name, logo,
 	// privacy-policy link, support address and colour (LoadBrands reads
 	// them from a file). Default: neutral pages. NewHandler panics if they
@@ -119,6 +137,18 @@ func NewHandler(opts Options) http.Handler {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	h.plog, h.window, h.ipHeader = opts.PublishLog, opts.DedupWindow, opts.ClientIPHeader
+	if h.window <= 0 {
+		h.window = time.Hour
+	}
+	rate := func(n, def int) int {
+		if n == 0 {
+			return def
+		}
+		return n
+	}
+	h.tokens = newLimiter(rate(opts.TokenRate, DefaultTokenRate), h.now)
+	h.clients = newLimiter(rate(opts.ClientRate, DefaultClientRate), h.now)
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -137,7 +167,27 @@ func NewHandler(opts Options) http.Handler {
 	mux.Handle("POST /u/{token}", h.withToken(h.unsubscribe))
 	mux.Handle("GET /u/{token}/preferences", h.withToken(h.preferences))
 	mux.Handle("POST /u/{token}/preferences", h.withToken(h.savePreferences))
-	return securityHeaders(mux)
+	return securityHeaders(h.limitClients(mux))
+}
+
+// limitClients answers 429 to a client address over its rate, before its
+// token is looked at.
+func (h *handler) limitClients(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := h.clients.allow(clientKey(r, h.ipHeader)); !ok {
+			loc, explicit := chooseLanguage(r)
+			h.log.Info("unsubscribe page rate limited", "per", "client", "method", r.Method)
+			h.busy(w, wait, newView(loc, explicit, h.fallback))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// busy is the answer to a request over a rate: nothing was done.
+func (h *handler) busy(w http.ResponseWriter, wait time.Duration, v view) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Round(time.Second)/time.Second))))
+	h.render(w, http.StatusTooManyRequests, "busy", page{view: v})
 }
 
 type handler struct {
@@ -151,6 +201,12 @@ type handler struct {
 	retryAfter time.Duration
 	fallback   *brandView
 	brands     map[string]*brandView // by namespace
+	plog       PublishLog
+	window     time.Duration
+	tokens     *limiter
+	clients    *limiter
+	ipHeader   string
+	flights    inflight
 }
 
 func (h *handler) brand(namespace string) *brandView {
@@ -207,6 +263,12 @@ func (h *handler) withToken(route func(*request)) http.Handler {
 		}
 		q := &request{w: w, r: r, token: token, kid: h.keys.KeyID(token), claims: c, now: now,
 			view: newView(loc, explicit, h.brand(c.Namespace))}
+		tk := sha256.Sum256([]byte(token))
+		if ok, wait := h.tokens.allow(string(tk[:16])); !ok {
+			h.log.Info("unsubscribe page rate limited", "per", "token", "key_id", q.kid, "method", r.Method)
+			h.busy(w, wait, q.view)
+			return
+		}
 		if r.Method != http.MethodHead {
 			h.honourSignal(q)
 		}
@@ -321,15 +383,34 @@ func (h *handler) publish(q *request, e suppression.Event) error {
 		log.Error("unsubscribe event invalid", "err", err)
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), h.timeout)
-	defer cancel()
-	start := time.Now()
-	if err := h.pub.Publish(ctx, e); err != nil {
-		log.Warn("unsubscribe event not published", "err", err, "took", time.Since(start))
-		return err
-	}
-	log.Info("unsubscribe event published", "scopes", e.Scopes, "took", time.Since(start))
-	return nil
+	// One request at a time per event id, so a burst of the same click
+	// publishes once, not once per request that beat the log.
+	return h.flights.do(e.ID, func() error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), h.timeout)
+		defer cancel()
+		if h.plog != nil {
+			seen, err := h.plog.Published(ctx, e.Source, e.ID)
+			switch {
+			case err != nil:
+				log.Warn("publish log not answering; publishing anyway", "err", err)
+			case seen:
+				log.Info("unsubscribe event already published; not published again", "window", h.window)
+				return nil
+			}
+		}
+		start := time.Now()
+		if err := h.pub.Publish(ctx, e); err != nil {
+			log.Warn("unsubscribe event not published", "err", err, "took", time.Since(start))
+			return err
+		}
+		log.Info("unsubscribe event published", "scopes", e.Scopes, "took", time.Since(start))
+		if h.plog != nil {
+			if err := h.plog.RecordPublished(ctx, e.Source, e.ID, h.window); err != nil {
+				log.Warn("could not record the published event; a repeat will publish it again", "err", err)
+			}
+		}
+		return nil
+	})
 }
 
 // parseForm reads a POST body as multipart/form-data (RFC 8058) or

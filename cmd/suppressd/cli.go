@@ -26,11 +26,16 @@ type clientFlags struct {
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.url, "url", envOr("SUPPRESSD_URL", "http://127.0.0.1:8080"), "API base URL ($SUPPRESSD_URL)")
-	fs.StringVar(&c.key, "key", os.Getenv("SUPPRESSD_API_KEY"), "API key ($SUPPRESSD_API_KEY)")
+	// The default is read after parsing, never shown as the flag's default:
+	// -h would print the secret.
+	fs.StringVar(&c.key, "key", "", "API key (default: $SUPPRESSD_API_KEY)")
 	fs.StringVar(&c.namespace, "namespace", "", "namespace (default: the server's default)")
 }
 
 func (c *clientFlags) client() (*client.Client, error) {
+	if c.key == "" {
+		c.key = os.Getenv("SUPPRESSD_API_KEY")
+	}
 	if c.key == "" {
 		return nil, usageError{errors.New("an API key is required: --key or $SUPPRESSD_API_KEY")}
 	}

@@ -64,6 +64,9 @@ type APIConfig struct {
 	StoreTimeout time.Duration `envconfig:"STORE_TIMEOUT" default:"500ms" desc:"how long a check waits for Redis before answering 503, failing closed"`
 	MaxBatch     int           `envconfig:"MAX_BATCH" default:"10000" desc:"most contacts in one batch check"`
 	MaxKeys      int           `envconfig:"MAX_KEYS" default:"50000" desc:"most match keys one request may expand into (up to 4 per identifier): what Redis reads within the store timeout; more is a 413"`
+	MaxConns     int           `envconfig:"MAX_CONNS" default:"1024" desc:"most connections open at once on the listener, 0 for no cap; one more is closed at once"`
+	BodyTimeout  time.Duration `envconfig:"BODY_TIMEOUT" default:"15s" desc:"how long a JSON body or a form may take to arrive whole (408 beyond); streamed bodies get it as grace before MIN_BODY_RATE applies"`
+	MinBodyRate  int64         `envconfig:"MIN_BODY_RATE" default:"16384" desc:"the slowest a streamed body (filter, import) may arrive, in bytes per second"`
 }
 
 // keys returns the configured API keys.
@@ -149,6 +152,9 @@ type LinkConfig struct {
 	Mailto     string        `envconfig:"MAILTO" desc:"the mailto: alternative in List-Unsubscribe; its subject carries the token (docs/api.md says how to read its mailbox)"`
 	HonorDNT   bool          `envconfig:"HONOR_DNT" default:"false" desc:"record DNT: 1 on the pages as a gpc opt-out, like Sec-GPC: 1"`
 	TTL        time.Duration `envconfig:"TTL" default:"2160h" desc:"how long a link works; at least 720h (30 days, CAN-SPAM)"`
+	Rate           int    `envconfig:"RATE" default:"10" desc:"page requests per minute of one link, per replica; 0 for no limit"`
+	ClientRate     int    `envconfig:"CLIENT_RATE" default:"60" desc:"page requests per minute of one client address, per replica; 0 for no limit"`
+	ClientIPHeader string `envconfig:"CLIENT_IP_HEADER" desc:"the header a trusted proxy sets to the client's address (its last entry is used), e.g. X-Forwarded-For; empty: the connection's address"`
 }
 
 // keyring returns the link keyring, or nil when no keys are configured.
@@ -356,6 +362,21 @@ func (c Config) settle() (*settings, error) {
 		}
 		if c.API.MaxKeys < suppression.MaxIdentifiers*4 {
 			bad(&envconf.Problem{Var: "SUPPRESSD_API_MAX_KEYS", What: "too small for one contact", Got: strconv.Itoa(c.API.MaxKeys), Want: fmt.Sprintf("at least %d (16 identifiers of 4 keys)", suppression.MaxIdentifiers*4)})
+		}
+		if c.API.MaxConns < 0 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_API_MAX_CONNS", What: "negative", Got: strconv.Itoa(c.API.MaxConns), Want: "0 (no cap) or more"})
+		}
+		if c.API.BodyTimeout <= 0 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_API_BODY_TIMEOUT", What: "not positive", Got: fmtDuration(c.API.BodyTimeout), Want: "more than 0, such as 15s"})
+		}
+		if c.API.MinBodyRate < 1 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_API_MIN_BODY_RATE", What: "not positive", Got: strconv.FormatInt(c.API.MinBodyRate, 10), Want: "bytes per second, such as 16384"})
+		}
+		if c.Link.Rate < 0 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_LINK_RATE", What: "negative", Got: strconv.Itoa(c.Link.Rate), Want: "0 (no limit) or more"})
+		}
+		if c.Link.ClientRate < 0 {
+			bad(&envconf.Problem{Var: "SUPPRESSD_LINK_CLIENT_RATE", What: "negative", Got: strconv.Itoa(c.Link.ClientRate), Want: "0 (no limit) or more"})
 		}
 	}
 	s.keyring, err = c.Link.keyring()

@@ -38,7 +38,7 @@ func runDev(ctx context.Context, args []string, std stdio) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(std.err)
 	readsConfig(fs)
-	apiAddr := fs.String("api-addr", "127.0.0.1:8080", "where the API listens (a loopback address unless --insecure-listen)")
+	apiAddr := fs.String("api-addr", "127.0.0.1:8080", "where the API listens (a loopback address unless --insecure-listen; port 0 picks one)")
 	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "where the embedded broker listens (host must be 127.0.0.1; port 0 picks one)")
 	seed := fs.Bool("seed", false, "publish a few demo events at start")
 	region := fs.String("phone-region", "US", "default phone region")
@@ -53,12 +53,23 @@ func runDev(ctx context.Context, args []string, std stdio) error {
 		return usageError{fmt.Errorf("--kafka-addr %q: want 127.0.0.1:<port>", *kafkaAddr)}
 	}
 	apiHost, apiPort, err := net.SplitHostPort(*apiAddr)
-	if err != nil || apiPort == "0" {
-		return usageError{fmt.Errorf("--api-addr %q: want host:port with a port (the links name it)", *apiAddr)}
+	if err != nil {
+		return usageError{fmt.Errorf("--api-addr %q: want host:port", *apiAddr)}
 	}
 	if !isLoopbackHost(apiHost) && !*insecure {
 		return usageError{fmt.Errorf("--api-addr %q is not a loopback address: the dev API key (%s) is printed everywhere, so anyone who reaches it could read and change the suppression list; "+
 			"listen on 127.0.0.1:%s, or pass --insecure-listen if you mean it", *apiAddr, devAPIKey, apiPort)}
+	}
+	if apiPort == "0" {
+		// The links and the printed environment name the port: pick a
+		// free one now rather than let the listener choose it later.
+		ln, err := net.Listen("tcp", *apiAddr)
+		if err != nil {
+			return fmt.Errorf("--api-addr %q: %w", *apiAddr, err)
+		}
+		_, apiPort, _ = net.SplitHostPort(ln.Addr().String())
+		_ = ln.Close()
+		*apiAddr = net.JoinHostPort(apiHost, apiPort)
 	}
 
 	cfg, err := readConfig()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/consumer"
+	"github.com/suppressd/suppressd/internal/httplimit"
 	"github.com/suppressd/suppressd/internal/ops"
 	"github.com/suppressd/suppressd/publish"
 	"github.com/suppressd/suppressd/rebuild"
@@ -108,18 +109,20 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 		defer closePub()
 		srv := api.New(d.store, api.Options{
 			Keys: s.apiKeys, Normalizer: s.normalizer, Keyer: s.keyer, StoreTimeout: s.API.StoreTimeout,
-			MaxBatch: s.API.MaxBatch, MaxKeys: s.API.MaxKeys, Gatherer: reg,
+			MaxBatch: s.API.MaxBatch, MaxKeys: s.API.MaxKeys, Gatherer: reg, BodyTimeout: s.API.BodyTimeout, MinBodyRate: s.API.MinBodyRate,
 			Publisher: pub, Validator: s.validator, PublishLog: d.publishLog,
 			Links: s.minter,
 		}, log, reg)
 		handler, addr = srv.Handler(), s.API.Addr
 		if s.keyring != nil {
 			// The unsubscribe pages are public (token-protected); the
-			// rest is the API.
+			// rest is the API. Their forms get the JSON bodies' deadline.
 			mux := http.NewServeMux()
-			mux.Handle("/u/", unsubscribe.NewHandler(unsubscribe.Options{
+			mux.Handle("/u/", httplimit.BodyDeadline(unsubscribe.NewHandler(unsubscribe.Options{
 				Keyring: s.keyring, Publisher: pub, HonorDNT: s.Link.HonorDNT, Logger: log.With("component", "unsubscribe"),
-			}))
+				PublishLog: d.publishLog, TokenRate: offIfZero(s.Link.Rate), ClientRate: offIfZero(s.Link.ClientRate),
+				ClientIPHeader: s.Link.ClientIPHeader,
+			}), s.API.BodyTimeout))
 			mux.Handle("/", handler)
 			handler = mux
 		}
@@ -129,8 +132,21 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	// No write timeout: a filter stream of millions of lines takes minutes.
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	refused := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "suppressd_http_connections_refused_total",
+		Help: "Connections closed on arrival because SUPPRESSD_API_MAX_CONNS were open.",
+	})
+	reg.MustRegister(refused)
+	ln = httplimit.LimitListener(ln, s.API.MaxConns, refused.Inc)
+	// No write timeout and no whole-request read timeout: a filter stream
+	// of millions of lines takes minutes. Each body has its own deadline
+	// (a total one, or a minimum rate: SUPPRESSD_API_BODY_TIMEOUT and
+	// _MIN_BODY_RATE), and the headers the shorter of 5s and that.
+	headerTimeout := 5 * time.Second
+	if s.API.BodyTimeout > 0 {
+		headerTimeout = min(headerTimeout, s.API.BodyTimeout)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: headerTimeout, IdleTimeout: 2 * time.Minute}
 	log.Info("listening", "addr", ln.Addr().String())
 	g.Add(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -159,6 +175,15 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 	err = g.Run()
 	log.Info("stopped", "err", err)
 	return err
+}
+
+// offIfZero maps a configured rate, where 0 means no limit, to the
+// unsubscribe handler's, where 0 means the default and negative none.
+func offIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // stageReader is a consumer group reader of the stages.

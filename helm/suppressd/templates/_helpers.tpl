@@ -135,11 +135,17 @@ consumerSessionTimeout: SUPPRESSD_CONSUMER_SESSION_TIMEOUT
 apiStoreTimeout: SUPPRESSD_API_STORE_TIMEOUT
 apiMaxBatch: SUPPRESSD_API_MAX_BATCH
 apiMaxKeys: SUPPRESSD_API_MAX_KEYS
+apiMaxConns: SUPPRESSD_API_MAX_CONNS
+apiBodyTimeout: SUPPRESSD_API_BODY_TIMEOUT
+apiMinBodyRate: SUPPRESSD_API_MIN_BODY_RATE
 linkSigningKey: SUPPRESSD_LINK_SIGNING_KEY
 linkBaseUrl: SUPPRESSD_LINK_BASE_URL
 linkMailto: SUPPRESSD_LINK_MAILTO
 linkHonorDnt: SUPPRESSD_LINK_HONOR_DNT
 linkTtl: SUPPRESSD_LINK_TTL
+linkRate: SUPPRESSD_LINK_RATE
+linkClientRate: SUPPRESSD_LINK_CLIENT_RATE
+linkClientIpHeader: SUPPRESSD_LINK_CLIENT_IP_HEADER
 {{- end }}
 
 {{/* Keys that look like settings but are not values of this chart, and where they are set instead. */}}
