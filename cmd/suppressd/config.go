@@ -145,16 +145,16 @@ func entriesVar(name, file string) string {
 
 // LinkConfig configures unsubscribe links (served by the api role under /u/).
 type LinkConfig struct {
-	Keys       string        `envconfig:"KEYS" secret:"true" desc:"unsubscribe-link keys, id:base64-secret, comma-separated, secrets of 32 bytes or more; without keys no link is served"`
-	KeysFile   string        `envconfig:"KEYS_FILE" desc:"or a file of link keys, one per line; blank lines and # comments are skipped"`
-	SigningKey string        `envconfig:"SIGNING_KEY" desc:"the key id new links are minted with, the others only verify (rotation); default the last key"`
-	BaseURL    string        `envconfig:"BASE_URL" desc:"the public https URL of the api role the links point at; without it nothing mints links (POST /v1/links answers 404)"`
-	Mailto     string        `envconfig:"MAILTO" desc:"the mailto: alternative in List-Unsubscribe; its subject carries the token (docs/api.md says how to read its mailbox)"`
-	HonorDNT   bool          `envconfig:"HONOR_DNT" default:"false" desc:"record DNT: 1 on the pages as a gpc opt-out, like Sec-GPC: 1"`
-	TTL        time.Duration `envconfig:"TTL" default:"2160h" desc:"how long a link works; at least 720h (30 days, CAN-SPAM)"`
-	Rate           int    `envconfig:"RATE" default:"10" desc:"page requests per minute of one link, per replica; 0 for no limit"`
-	ClientRate     int    `envconfig:"CLIENT_RATE" default:"60" desc:"page requests per minute of one client address, per replica; 0 for no limit"`
-	ClientIPHeader string `envconfig:"CLIENT_IP_HEADER" desc:"the header a trusted proxy sets to the client's address (its last entry is used), e.g. X-Forwarded-For; empty: the connection's address"`
+	Keys           string        `envconfig:"KEYS" secret:"true" desc:"unsubscribe-link keys, id:base64-secret, comma-separated, secrets of 32 bytes or more; without keys no link is served"`
+	KeysFile       string        `envconfig:"KEYS_FILE" desc:"or a file of link keys, one per line; blank lines and # comments are skipped"`
+	SigningKey     string        `envconfig:"SIGNING_KEY" desc:"the key id new links are minted with, the others only verify (rotation); default the last key"`
+	BaseURL        string        `envconfig:"BASE_URL" desc:"the public https URL of the api role the links point at; without it nothing mints links (POST /v1/links answers 404)"`
+	Mailto         string        `envconfig:"MAILTO" desc:"the mailto: alternative in List-Unsubscribe; its subject carries the token (docs/api.md says how to read its mailbox)"`
+	HonorDNT       bool          `envconfig:"HONOR_DNT" default:"false" desc:"record DNT: 1 on the pages as a gpc opt-out, like Sec-GPC: 1"`
+	TTL            time.Duration `envconfig:"TTL" default:"2160h" desc:"how long a link works; at least 720h (30 days, CAN-SPAM)"`
+	Rate           int           `envconfig:"RATE" default:"10" desc:"page requests per minute of one link, per replica; 0 for no limit"`
+	ClientRate     int           `envconfig:"CLIENT_RATE" default:"60" desc:"page requests per minute of one client address, per replica; 0 for no limit"`
+	ClientIPHeader string        `envconfig:"CLIENT_IP_HEADER" desc:"the header a trusted proxy sets to the client's address (its last entry is used), e.g. X-Forwarded-For; empty: the connection's address"`
 }
 
 // keyring returns the link keyring, or nil when no keys are configured.
