@@ -1,6 +1,7 @@
 package helm
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -256,8 +257,9 @@ func TestEveryVariableSettable(t *testing.T) {
 	// Set by the chart, or from Secrets only: no config key.
 	notConfig := []string{"SUPPRESSD_ROLE", "SUPPRESSD_API_ADDR", "SUPPRESSD_OPS_ADDR",
 		"SUPPRESSD_PEPPER", "SUPPRESSD_PEPPER_FILE", "SUPPRESSD_API_KEYS", "SUPPRESSD_API_KEYS_FILE",
-		"SUPPRESSD_LINK_KEYS", "SUPPRESSD_LINK_KEYS_FILE",
-		"SUPPRESSD_KAFKA_SASL_PASSWORD", "SUPPRESSD_REDIS_PASSWORD", "SUPPRESSD_REDIS_SENTINEL_PASSWORD"}
+		"SUPPRESSD_LINK_KEYS", "SUPPRESSD_LINK_KEYS_FILE", "SUPPRESSD_LINK_BRANDS_FILE",
+		"SUPPRESSD_KAFKA_SASL_PASSWORD", "SUPPRESSD_REDIS_PASSWORD", "SUPPRESSD_REDIS_SENTINEL_PASSWORD",
+		"SUPPRESSD_HOOKS_MAILGUN_SIGNING_KEY", "SUPPRESSD_HOOKS_POSTMARK_PASSWORD", "SUPPRESSD_HOOKS_POSTMARK_PATH_SECRET"}
 	// One render sets every config key to a probe value and the password
 	// and file secrets; the other the TLS secrets, whose file variables
 	// would conflict with the config keys of the first.
@@ -278,6 +280,10 @@ func TestEveryVariableSettable(t *testing.T) {
 		"secrets.kafkaSaslPassword.existingSecret=sentinel-kafka-sasl",
 		"secrets.redisPassword.existingSecret=sentinel-redis",
 		"secrets.redisSentinelPassword.existingSecret=sentinel-redis-sentinel",
+		"secrets.hooksMailgunSigningKey.existingSecret=sentinel-mailgun",
+		"secrets.hooksPostmarkPassword.existingSecret=sentinel-postmark-password",
+		"secrets.hooksPostmarkPathSecret.existingSecret=sentinel-postmark-path",
+		"api.brands.fallback.name=Probe",
 	}
 	tlsSecrets := []string{
 		"config.redisAddrs=r:6379", "config.kafkaBrokers=k:9092", "config.kafkaSaslMechanism=plain",
@@ -497,4 +503,60 @@ func env(d *appsv1.Deployment, name string) corev1.EnvVar {
 		}
 	}
 	return corev1.EnvVar{}
+}
+
+// TestBrands: api.brands reaches the api role as the file the binary reads
+// (a ConfigMap mounted where SUPPRESSD_LINK_BRANDS_FILE says, holding the
+// values as JSON), a change of brand rolls the api pods only, the
+// consumer gets none of it, and the schema refuses a brand the binary
+// would refuse.
+func TestBrands(t *testing.T) {
+	minimal := filepath.Join(chartDir, "ci", "minimal-values.yaml")
+	brands := valuesFile(t, `
+api:
+  brands:
+    fallback: {name: Example Group, privacy_url: "https://example.com/privacy"}
+    namespaces:
+      acme: {name: ACME Outdoor, accent_color: "#e4572e", support_email: support@acme.example}
+`)
+	r, err := render(chartDir, []string{minimal, brands})
+	require.NoError(t, err)
+	cm := configMap(t, r, releaseName+"-suppressd-api-brands")
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(cm.Data["brands.json"]), &got))
+	require.Equal(t, map[string]any{
+		"fallback":   map[string]any{"name": "Example Group", "privacy_url": "https://example.com/privacy"},
+		"namespaces": map[string]any{"acme": map[string]any{"name": "ACME Outdoor", "accent_color": "#e4572e", "support_email": "support@acme.example"}},
+	}, got)
+	api := deployment(t, r, releaseName+"-suppressd-api")
+	path := env(api, "SUPPRESSD_LINK_BRANDS_FILE").Value
+	require.Equal(t, "/etc/suppressd/brands/brands.json", path)
+	var mounted, volume bool
+	for _, m := range api.Spec.Template.Spec.Containers[0].VolumeMounts {
+		mounted = mounted || (m.Name == "brands" && m.MountPath == filepath.Dir(path))
+	}
+	for _, v := range api.Spec.Template.Spec.Volumes {
+		volume = volume || (v.Name == "brands" && v.ConfigMap != nil && v.ConfigMap.Name == cm.Name)
+	}
+	require.True(t, mounted && volume, "the ConfigMap is mounted where the variable points")
+	consumer := deployment(t, r, releaseName+"-suppressd-consumer")
+	require.Empty(t, env(consumer, "SUPPRESSD_LINK_BRANDS_FILE").Name)
+
+	plain, err := render(chartDir, []string{minimal})
+	require.NoError(t, err)
+	require.Empty(t, env(deployment(t, plain, releaseName+"-suppressd-api"), "SUPPRESSD_LINK_BRANDS_FILE").Name, "no brands, no file")
+	other, err := render(chartDir, []string{minimal, brands}, "api.brands.namespaces.acme.accent_color=#112233")
+	require.NoError(t, err)
+	sum := func(r rendered, role string) string {
+		return deployment(t, r, releaseName+"-suppressd-"+role).Spec.Template.Annotations["checksum/brands"]
+	}
+	require.NotEmpty(t, sum(r, "api"))
+	require.NotEqual(t, sum(r, "api"), sum(other, "api"), "a new brand rolls the api pods")
+	require.Equal(t, deployment(t, r, releaseName+"-suppressd-consumer").Spec.Template.Annotations,
+		deployment(t, other, releaseName+"-suppressd-consumer").Spec.Template.Annotations, "and not the consumers")
+
+	for _, bad := range []string{"api.brands.namespaces.acme.logo_url=http://cdn.example/logo.svg", "api.brands.namespaces.acme.accent_color=orange", "api.brands.namespaces.Acme Inc.name=x"} {
+		_, err := render(chartDir, []string{minimal, brands}, bad)
+		require.Error(t, err, bad)
+	}
 }

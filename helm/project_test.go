@@ -33,7 +33,7 @@ const repoRoot = ".."
 func configVariables(t testing.TB) []string {
 	t.Helper()
 	structs := map[string]*ast.StructType{} // "main.Config", "kafkaconn.Config", ...
-	for _, dir := range []string{"cmd/suppressd", "internal/kafkaconn", "internal/redisconn"} {
+	for _, dir := range []string{"cmd/suppressd", "internal/kafkaconn", "internal/redisconn", "webhook"} {
 		fset := token.NewFileSet()
 		files, err := filepath.Glob(filepath.Join(repoRoot, dir, "*.go"))
 		require.NoError(t, err)
@@ -59,6 +59,14 @@ func configVariables(t testing.TB) []string {
 		st := structs[pkg+"."+typ]
 		require.NotNil(t, st, "struct %s.%s not found", pkg, typ)
 		for _, f := range st.Fields.List {
+			if len(f.Names) == 0 {
+				// An embedded struct's fields are the outer struct's, as
+				// envconfig reads them.
+				if id, ok := f.Type.(*ast.Ident); ok && structs[pkg+"."+id.Name] != nil {
+					walk(pkg, id.Name, prefix)
+					continue
+				}
+			}
 			if f.Tag == nil {
 				continue
 			}

@@ -20,7 +20,7 @@ const EnvPrefix = "SUPPRESSD_HOOKS"
 type Config struct {
 	// PublishedTTL is how long a published event id is remembered, so that
 	// a provider's retry publishes nothing twice.
-	PublishedTTL time.Duration `envconfig:"PUBLISHED_TTL" default:"72h"`
+	PublishedTTL time.Duration `envconfig:"PUBLISHED_TTL" default:"72h" desc:"how long a published webhook event id is remembered, so a provider's retry publishes nothing twice"`
 
 	SNS      SNSConfig      `envconfig:"SNS"`
 	SendGrid SendGridConfig `envconfig:"SENDGRID"`
@@ -31,22 +31,22 @@ type Config struct {
 // ProviderConfig is what every provider's events share.
 type ProviderConfig struct {
 	// Scopes of the events published, comma-separated.
-	Scopes []string `envconfig:"SCOPES" default:"email"`
+	Scopes []string `envconfig:"SCOPES" default:"email" desc:"scopes of the events this provider's webhook publishes, comma-separated"`
 	// Namespace of the events published; empty is the default namespace.
-	Namespace string `envconfig:"NAMESPACE"`
+	Namespace string `envconfig:"NAMESPACE" desc:"namespace of the events this provider's webhook publishes; empty is default"`
 }
 
 // SNSConfig configures /hooks/sns (Amazon SES through Amazon SNS).
 type SNSConfig struct {
 	ProviderConfig
 	// TopicARNs are the SNS topics accepted, comma-separated; served when set.
-	TopicARNs []string `envconfig:"TOPIC_ARNS"`
+	TopicARNs []string `envconfig:"TOPIC_ARNS" desc:"SNS topic ARNs accepted, comma-separated; /hooks/sns is served when set"`
 	// CertHostPattern is the regular expression SigningCertURL's and
 	// SubscribeURL's host must match. Empty: DefaultSNSCertHostPattern.
-	CertHostPattern string `envconfig:"CERT_HOST_PATTERN"`
+	CertHostPattern string `envconfig:"CERT_HOST_PATTERN" desc:"regular expression the host of SigningCertURL and SubscribeURL must match; empty is Amazon SNS's hosts"`
 	// Tolerance is how far a message's Timestamp may be from the clock.
-	Tolerance time.Duration `envconfig:"TOLERANCE" default:"5m"`
-	MaxBody   int64         `envconfig:"MAX_BODY" default:"1048576"`
+	Tolerance time.Duration `envconfig:"TOLERANCE" default:"5m" desc:"how far a message's Timestamp may be from the clock"`
+	MaxBody   int64         `envconfig:"MAX_BODY" default:"1048576" desc:"largest body accepted, in bytes"`
 }
 
 // SendGridConfig configures /hooks/sendgrid.
@@ -54,11 +54,11 @@ type SendGridConfig struct {
 	ProviderConfig
 	// PublicKeys are the Signed Event Webhook verification keys as SendGrid
 	// shows them, comma-separated; served when set.
-	PublicKeys []string `envconfig:"PUBLIC_KEY"`
+	PublicKeys []string `envconfig:"PUBLIC_KEY" desc:"Signed Event Webhook verification keys as SendGrid shows them, comma-separated; /hooks/sendgrid is served when set"`
 	// GroupTopics maps unsubscribe groups to topics: "42:newsletter,43:offers".
-	GroupTopics map[string]string `envconfig:"GROUP_TOPICS"`
-	Tolerance   time.Duration     `envconfig:"TOLERANCE" default:"5m"`
-	MaxBody     int64             `envconfig:"MAX_BODY" default:"4194304"`
+	GroupTopics map[string]string `envconfig:"GROUP_TOPICS" desc:"unsubscribe groups to topics, asm_group_id:topic, comma-separated"`
+	Tolerance   time.Duration     `envconfig:"TOLERANCE" default:"5m" desc:"how far the signed timestamp may be from the clock"`
+	MaxBody     int64             `envconfig:"MAX_BODY" default:"4194304" desc:"largest batch accepted, in bytes"`
 }
 
 // MailgunConfig configures /hooks/mailgun.
@@ -66,19 +66,19 @@ type MailgunConfig struct {
 	ProviderConfig
 	// SigningKeys are HTTP webhook signing keys, comma-separated; served
 	// when set.
-	SigningKeys []string      `envconfig:"SIGNING_KEY"`
-	Tolerance   time.Duration `envconfig:"TOLERANCE" default:"5m"`
-	MaxBody     int64         `envconfig:"MAX_BODY" default:"1048576"`
+	SigningKeys []string      `envconfig:"SIGNING_KEY" secret:"true" desc:"webhook signing keys, comma-separated (an old and a new one while rotating); /hooks/mailgun is served when set"`
+	Tolerance   time.Duration `envconfig:"TOLERANCE" default:"5m" desc:"how far the signed timestamp may be from the clock"`
+	MaxBody     int64         `envconfig:"MAX_BODY" default:"1048576" desc:"largest body accepted, in bytes"`
 }
 
 // PostmarkConfig configures /hooks/postmark; served when the user name and
 // password, or the path secret, are set.
 type PostmarkConfig struct {
 	ProviderConfig
-	Username   string `envconfig:"USERNAME"`
-	Password   string `envconfig:"PASSWORD"`
-	PathSecret string `envconfig:"PATH_SECRET"`
-	MaxBody    int64  `envconfig:"MAX_BODY" default:"10485760"`
+	Username   string `envconfig:"USERNAME" desc:"basic authentication user name, set with the password"`
+	Password   string `envconfig:"PASSWORD" secret:"true" desc:"basic authentication password, at least 16 characters"`
+	PathSecret string `envconfig:"PATH_SECRET" secret:"true" desc:"the secret last path segment, at least 32 characters; /hooks/postmark is served when it or the user name and password are set"`
+	MaxBody    int64  `envconfig:"MAX_BODY" default:"10485760" desc:"largest body accepted, in bytes"`
 }
 
 // envNames maps the option at fault to its variable.
@@ -184,6 +184,24 @@ func trimAll(xs []string) []string {
 	for _, x := range xs {
 		if x = strings.TrimSpace(x); x != "" {
 			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Served lists the providers these options serve, in the order of
+// Providers: those whose credentials are set.
+func (o Options) Served() []string {
+	on := map[string]bool{
+		ProviderSNS:      len(o.SNS.TopicARNs) > 0,
+		ProviderSendGrid: len(o.SendGrid.PublicKeys) > 0,
+		ProviderMailgun:  len(o.Mailgun.SigningKeys) > 0,
+		ProviderPostmark: o.Postmark.configured(),
+	}
+	var out []string
+	for _, p := range Providers {
+		if on[p] {
+			out = append(out, p)
 		}
 	}
 	return out

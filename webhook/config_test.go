@@ -171,3 +171,11 @@ func TestConfigDocumented(t *testing.T) {
 	}
 	require.Empty(t, documented, "documented variables that Config does not read")
 }
+
+func TestServed(t *testing.T) {
+	require.Empty(t, Options{}.Served())
+	o := Options{Mailgun: MailgunOptions{SigningKeys: []string{"k"}}, SNS: SNSOptions{TopicARNs: []string{"arn:aws:sns:eu-west-1:123456789012:ses"}}}
+	require.Equal(t, []string{ProviderSNS, ProviderMailgun}, o.Served())
+	o.Postmark.PathSecret = strings.Repeat("s", 32)
+	require.Equal(t, []string{ProviderSNS, ProviderMailgun, ProviderPostmark}, o.Served())
+}

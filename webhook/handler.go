@@ -28,7 +28,7 @@ type Publisher interface {
 
 // PublishLog remembers which events were published, so that a webhook the
 // provider retries publishes nothing twice. It must be safe for concurrent
-// use; suppression/redisstore.Generations implements it on Redis, shared by
+// use; store/redisstore.PublishLog implements it on Redis, shared by
 // every replica.
 type PublishLog interface {
 	// Published reports whether an event with this source and id was
@@ -338,13 +338,7 @@ func NewHandler(opts Options) http.Handler {
 	if p := newPostmark(opts.Postmark); p != nil {
 		h.providers[ProviderPostmark] = p
 	}
-	served := make([]string, 0, len(h.providers))
-	for _, name := range Providers {
-		if h.providers[name] != nil {
-			served = append(served, name)
-		}
-	}
-	h.logger.Info("webhooks served", "providers", served)
+	h.logger.Info("webhooks served", "providers", opts.Served())
 	return h
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
 	"github.com/suppressd/suppressd/unsubscribe"
+	"github.com/suppressd/suppressd/webhook"
 )
 
 // envPrefix starts every configuration variable.
@@ -52,6 +53,9 @@ type Config struct {
 	Store    StoreConfig      `envconfig:"STORE"`
 	Topics   TopicsConfig     `envconfig:"TOPIC"`
 	Consumer ConsumerConfig   `envconfig:"CONSUMER"`
+	// Hooks are the mail providers' webhooks the api role serves under
+	// /hooks/ (docs/webhooks.md documents them).
+	Hooks webhook.Config `envconfig:"HOOKS"`
 }
 
 // APIConfig configures the api role.
@@ -155,6 +159,7 @@ type LinkConfig struct {
 	Rate           int           `envconfig:"RATE" default:"10" desc:"page requests per minute of one link, per replica; 0 for no limit"`
 	ClientRate     int           `envconfig:"CLIENT_RATE" default:"60" desc:"page requests per minute of one client address, per replica; 0 for no limit"`
 	ClientIPHeader string        `envconfig:"CLIENT_IP_HEADER" desc:"the header a trusted proxy sets to the client's address (its last entry is used), e.g. X-Forwarded-For; empty: the connection's address"`
+	BrandsFile     string        `envconfig:"BRANDS_FILE" desc:"a JSON file of the pages' brands: each namespace's sender name, logo, privacy link, support address and colour (docs/pages.md); without one the pages are neutral"`
 }
 
 // keyring returns the link keyring, or nil when no keys are configured.
@@ -262,6 +267,8 @@ type settings struct {
 	apiKeys    []api.Key            // the api role's
 	keyring    *unsubscribe.Keyring // nil: no unsubscribe links
 	minter     *unsubscribe.Minter  // nil: no keyring or no base URL, nothing to mint links with
+	hooks      webhook.Options      // the api role's webhooks, without what configuration cannot say
+	brands     unsubscribe.Brands   // the pages' brands; zero: neutral pages
 	storeOpts  redisstore.Options
 	validator  *schemas.Validator
 }
@@ -379,8 +386,17 @@ func (c Config) settle() (*settings, error) {
 			bad(&envconf.Problem{Var: "SUPPRESSD_LINK_CLIENT_RATE", What: "negative", Got: strconv.Itoa(c.Link.ClientRate), Want: "0 (no limit) or more"})
 		}
 	}
+	if contains(c.Roles, "api") {
+		s.hooks, err = c.Hooks.Options()
+		bad(err)
+	}
 	s.keyring, err = c.Link.keyring()
 	bad(err)
+	if c.Link.BrandsFile != "" && contains(c.Roles, "api") {
+		if s.brands, err = unsubscribe.LoadBrands(c.Link.BrandsFile); err != nil {
+			bad(&envconf.Problem{Var: "SUPPRESSD_LINK_BRANDS_FILE", What: err.Error(), Hidden: true})
+		}
+	}
 	if c.Link.TTL < unsubscribe.MinTTL {
 		bad(&envconf.Problem{Var: "SUPPRESSD_LINK_TTL", What: "too short: a link must keep working for 30 days", Got: fmtDuration(c.Link.TTL), Want: "at least 720h"})
 	}

@@ -150,6 +150,9 @@ The other commands (suppressd check, link, publish...) in another shell, after:
 		if *envFile != "" {
 			fmt.Fprintf(std.out, "  (or: set -a; . %s; set +a)\n", *envFile)
 		}
+		for _, p := range s.hooks.Served() {
+			fmt.Fprintf(std.out, "Webhook of %s: http://%s/hooks/%s (docs/webhooks.md)\n", p, addr, p)
+		}
 		if !isLoopbackHost(apiHost) {
 			fmt.Fprintf(std.out, "WARNING: --insecure-listen: the API on %s takes the public dev key from anyone who reaches it\n", *apiAddr)
 		}

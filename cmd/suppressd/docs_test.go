@@ -53,17 +53,21 @@ func serveHelp(t *testing.T) []helpVar {
 }
 
 // TestREADMEDocumentsTheConfiguration holds the README's configuration
-// tables and `serve -h` together: every variable the binary reads is in a
+// tables (and docs/webhooks.md's) and `serve -h` together: every variable the binary reads is in a
 // table, with the default the binary uses; the README documents no
 // variable the binary does not read; and every variable has a meaning in
 // the help.
 func TestREADMEDocumentsTheConfiguration(t *testing.T) {
 	help := serveHelp(t)
-	readme, err := os.ReadFile("../../README.md")
-	require.NoError(t, err)
 	documented := map[string]doccheck.Documented{}
-	for _, d := range doccheck.ConfigTables(string(readme)) {
-		documented[d.Var] = d
+	// The webhooks' variables are documented with the providers they
+	// configure.
+	for _, f := range []string{"../../README.md", "../../docs/webhooks.md"} {
+		md, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, d := range doccheck.ConfigTables(string(md)) {
+			documented[d.Var] = d
+		}
 	}
 	require.Greater(t, len(documented), 40, "the README's configuration tables were not found")
 	read := map[string]bool{}

@@ -27,6 +27,7 @@ import (
 	"github.com/suppressd/suppressd/store/redisstore"
 	"github.com/suppressd/suppressd/suppression"
 	"github.com/suppressd/suppressd/unsubscribe"
+	"github.com/suppressd/suppressd/webhook"
 )
 
 // runServe runs the configured roles until SIGINT/SIGTERM.
@@ -113,19 +114,23 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 			Publisher: pub, Validator: s.validator, PublishLog: d.publishLog,
 			Links: s.minter,
 		}, log, reg)
-		handler, addr = srv.Handler(), s.API.Addr
+		addr = s.API.Addr
+		// The unsubscribe pages (token-protected) and the providers'
+		// webhooks (signed) are public; the rest is the API. Their bodies
+		// get the JSON bodies' deadline.
+		mux := http.NewServeMux()
 		if s.keyring != nil {
-			// The unsubscribe pages are public (token-protected); the
-			// rest is the API. Their forms get the JSON bodies' deadline.
-			mux := http.NewServeMux()
 			mux.Handle("/u/", httplimit.BodyDeadline(unsubscribe.NewHandler(unsubscribe.Options{
 				Keyring: s.keyring, Publisher: pub, HonorDNT: s.Link.HonorDNT, Logger: log.With("component", "unsubscribe"),
 				PublishLog: d.publishLog, TokenRate: offIfZero(s.Link.Rate), ClientRate: offIfZero(s.Link.ClientRate),
-				ClientIPHeader: s.Link.ClientIPHeader,
+				ClientIPHeader: s.Link.ClientIPHeader, Brands: s.brands,
 			}), s.API.BodyTimeout))
-			mux.Handle("/", handler)
-			handler = mux
 		}
+		hooks := s.hooks
+		hooks.Publisher, hooks.PublishLog, hooks.Logger, hooks.Registerer = pub, d.publishLog, log, reg
+		mux.Handle("/hooks/", httplimit.BodyDeadline(webhook.NewHandler(hooks), s.API.BodyTimeout))
+		mux.Handle("/", srv.Handler())
+		handler = mux
 		log.Info("api role", "addr", addr, "keys", len(s.apiKeys), "unsubscribe_links", s.keyring != nil, "mints_links", s.minter != nil)
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -146,6 +146,27 @@ linkTtl: SUPPRESSD_LINK_TTL
 linkRate: SUPPRESSD_LINK_RATE
 linkClientRate: SUPPRESSD_LINK_CLIENT_RATE
 linkClientIpHeader: SUPPRESSD_LINK_CLIENT_IP_HEADER
+hooksPublishedTtl: SUPPRESSD_HOOKS_PUBLISHED_TTL
+hooksSnsScopes: SUPPRESSD_HOOKS_SNS_SCOPES
+hooksSnsNamespace: SUPPRESSD_HOOKS_SNS_NAMESPACE
+hooksSnsTopicArns: SUPPRESSD_HOOKS_SNS_TOPIC_ARNS
+hooksSnsCertHostPattern: SUPPRESSD_HOOKS_SNS_CERT_HOST_PATTERN
+hooksSnsTolerance: SUPPRESSD_HOOKS_SNS_TOLERANCE
+hooksSnsMaxBody: SUPPRESSD_HOOKS_SNS_MAX_BODY
+hooksSendgridScopes: SUPPRESSD_HOOKS_SENDGRID_SCOPES
+hooksSendgridNamespace: SUPPRESSD_HOOKS_SENDGRID_NAMESPACE
+hooksSendgridPublicKey: SUPPRESSD_HOOKS_SENDGRID_PUBLIC_KEY
+hooksSendgridGroupTopics: SUPPRESSD_HOOKS_SENDGRID_GROUP_TOPICS
+hooksSendgridTolerance: SUPPRESSD_HOOKS_SENDGRID_TOLERANCE
+hooksSendgridMaxBody: SUPPRESSD_HOOKS_SENDGRID_MAX_BODY
+hooksMailgunScopes: SUPPRESSD_HOOKS_MAILGUN_SCOPES
+hooksMailgunNamespace: SUPPRESSD_HOOKS_MAILGUN_NAMESPACE
+hooksMailgunTolerance: SUPPRESSD_HOOKS_MAILGUN_TOLERANCE
+hooksMailgunMaxBody: SUPPRESSD_HOOKS_MAILGUN_MAX_BODY
+hooksPostmarkScopes: SUPPRESSD_HOOKS_POSTMARK_SCOPES
+hooksPostmarkNamespace: SUPPRESSD_HOOKS_POSTMARK_NAMESPACE
+hooksPostmarkUsername: SUPPRESSD_HOOKS_POSTMARK_USERNAME
+hooksPostmarkMaxBody: SUPPRESSD_HOOKS_POSTMARK_MAX_BODY
 {{- end }}
 
 {{/* Keys that look like settings but are not values of this chart, and where they are set instead. */}}
@@ -156,9 +177,13 @@ apiKeys: "a secret: set secrets.apiKeys.existingSecret"
 apiKeysFile: "set by the chart from secrets.apiKeys.existingSecret"
 linkKeys: "a secret: set secrets.linkKeys.existingSecret"
 linkKeysFile: "set by the chart from secrets.linkKeys.existingSecret"
+linkBrandsFile: "set by the chart from api.brands"
 kafkaSaslPassword: "a secret: set secrets.kafkaSaslPassword.existingSecret"
 redisPassword: "a secret: set secrets.redisPassword.existingSecret"
 redisSentinelPassword: "a secret: set secrets.redisSentinelPassword.existingSecret"
+hooksMailgunSigningKey: "a secret: set secrets.hooksMailgunSigningKey.existingSecret"
+hooksPostmarkPassword: "a secret: set secrets.hooksPostmarkPassword.existingSecret"
+hooksPostmarkPathSecret: "a secret: set secrets.hooksPostmarkPathSecret.existingSecret"
 role: "set by the chart: one Deployment per role (api.enabled, consumer.enabled)"
 apiAddr: "set by the chart from api.port"
 opsAddr: "set by the chart from consumer.port"
@@ -194,7 +219,7 @@ dict "root" . "role" "api|consumer".
 {{- $str = toString $v }}
 {{- end }}
 {{- /* A role gets the other role's own settings neither in its ConfigMap nor in its checksum. */}}
-{{- $other := ternary (list "consumer") (list "api" "link") (eq $role "api") }}
+{{- $other := ternary (list "consumer") (list "api" "link" "hooks") (eq $role "api") }}
 {{- $foreign := false }}
 {{- range $other }}{{ if hasPrefix . $k }}{{ $foreign = true }}{{ end }}{{ end }}
 {{- if and (ne $str "") (not $foreign) }}
@@ -253,6 +278,9 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ include "suppressd.config" . | sha256sum }}
+    {{- if and (eq $role "api") $root.Values.api.brands }}
+    checksum/brands: {{ $root.Values.api.brands | toJson | sha256sum }}
+    {{- end }}
     {{- with $v.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -301,6 +329,31 @@ spec:
         {{- if $s.linkKeys.existingSecret }}
         - name: SUPPRESSD_LINK_KEYS_FILE
           value: {{ $dir }}/link-keys/keys
+        {{- end }}
+        {{- if $root.Values.api.brands }}
+        - name: SUPPRESSD_LINK_BRANDS_FILE
+          value: {{ $dir }}/brands/brands.json
+        {{- end }}
+        {{- with $s.hooksMailgunSigningKey.existingSecret }}
+        - name: SUPPRESSD_HOOKS_MAILGUN_SIGNING_KEY
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $s.hooksMailgunSigningKey.key }}
+        {{- end }}
+        {{- with $s.hooksPostmarkPassword.existingSecret }}
+        - name: SUPPRESSD_HOOKS_POSTMARK_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $s.hooksPostmarkPassword.key }}
+        {{- end }}
+        {{- with $s.hooksPostmarkPathSecret.existingSecret }}
+        - name: SUPPRESSD_HOOKS_POSTMARK_PATH_SECRET
+          valueFrom:
+            secretKeyRef:
+              name: {{ . }}
+              key: {{ $s.hooksPostmarkPathSecret.key }}
         {{- end }}
         {{- end }}
         {{- with $s.kafkaSaslPassword.existingSecret }}
@@ -453,6 +506,11 @@ dict "root" . "role" "api|consumer" "limit" <quantity>.
   mountPath: {{ $dir }}/link-keys
   readOnly: true
 {{- end }}
+{{- if .root.Values.api.brands }}
+- name: brands
+  mountPath: {{ $dir }}/brands
+  readOnly: true
+{{- end }}
 {{- end }}
 {{- if $s.kafkaTls.existingSecret }}
 - name: kafka-tls
@@ -496,6 +554,11 @@ dict "root" . "role" "api|consumer" "limit" <quantity>.
     items:
       - key: {{ $s.linkKeys.key }}
         path: keys
+{{- end }}
+{{- if .root.Values.api.brands }}
+- name: brands
+  configMap:
+    name: {{ include "suppressd.roleName" . }}-brands
 {{- end }}
 {{- end }}
 {{- if $s.kafkaTls.existingSecret }}
