@@ -452,3 +452,40 @@ func TestFutureTimesCannotOutvote(t *testing.T) {
 	_, ok = h.decide("victim@example.org", marketingEmail)
 	require.True(t, ok, "the honest unsubscribe after a future-dated resubscribe suppresses")
 }
+
+// TestUnsuppressOnlyFromTheAdminTopic: an unsuppress written to an intake
+// topic (by any producer that can write there) is a dead letter and lifts
+// nothing; the same event on the admin topic, which only suppressd's API
+// and the operators may write, lifts the erasure.
+func TestUnsuppressOnlyFromTheAdminTopic(t *testing.T) {
+	rdb := testenv.RedisClients(t)["standalone"]
+	h := start(t, rdb, Options{})
+	now := time.Now().Add(-time.Minute)
+	h.publish(event(suppression.EventErasureRequested, "erased@example.org", now.Add(-time.Second)))
+	eventually(t, "the erasure applied", func() bool { return counter(t, h, "events", "erasure_requested", outcomeApplied) == 1 })
+
+	lift := event(suppression.EventUnsuppress, "erased@example.org", now, suppression.ScopeGlobal)
+	raw, err := schemas.Encode(lift)
+	require.NoError(t, err)
+	h.publishRaw(kafka.Message{Topic: h.topic, Value: raw})
+	eventually(t, "the unsuppress on the intake topic dead-lettered", func() bool { return counter(t, h, "dead", h.topic) == 1 })
+	m, ok := h.decide("erased@example.org", receipt)
+	require.True(t, ok, "the erasure holds")
+	require.Equal(t, suppression.ReasonErasure, m.Reason)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dead := testkafka.ReadAll(ctx, t, h.brokers, h.dlq, 1, 1)
+	require.Len(t, dead, 1)
+	var why string
+	for _, hd := range dead[0].Headers {
+		if hd.Key == HeaderError {
+			why = string(hd.Value)
+		}
+	}
+	require.Contains(t, why, "accepted only from the admin topic")
+
+	h.publishRaw(kafka.Message{Topic: h.admin, Value: raw})
+	eventually(t, "the unsuppress from the admin topic applied", func() bool { return counter(t, h, "events", "unsuppress", outcomeApplied) == 1 })
+	_, ok = h.decide("erased@example.org", receipt)
+	require.False(t, ok, "lifted by the admin topic's unsuppress")
+}
