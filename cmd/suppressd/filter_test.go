@@ -76,18 +76,7 @@ func TestFilterRowsThroughKafka(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, err := load("")
-	require.NoError(t, err)
-	ready := make(chan struct{})
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(sctx, cfg, cfg.logger(io.Discard), func(string) { close(ready) }) }()
-	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("serve stopped before it was ready: %v", err)
-	}
+	serveInProcess(t, "") // the roles of SUPPRESSD_ROLE
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + apiAddr + "/readyz")
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -63,18 +62,7 @@ func TestOneClickEndToEnd(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, err := load("")
-	require.NoError(t, err)
-	ready := make(chan struct{})
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(sctx, cfg, cfg.logger(os.Stderr), func(string) { close(ready) }) }()
-	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("serve stopped before it was ready: %v", err)
-	}
+	serveInProcess(t, "") // the roles of SUPPRESSD_ROLE
 
 	var out, errb bytes.Buffer
 	require.Equal(t, 0, run(ctx, []string{"link", "--email", "One.Click@example.org", "--scope", "topic:news", "--campaign", "c-42"}, stdio{out: &out, err: &errb}), errb.String())
