@@ -252,7 +252,7 @@ func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
 		}
 		return nil, err
 	}
-	batch := []kafka.Message{c.observe(msg)}
+	batch := []kafka.Message{msg}
 	wctx, cancel := context.WithTimeout(ctx, c.opts.BatchWait)
 	defer cancel()
 	for len(batch) < c.opts.BatchSize {
@@ -263,14 +263,9 @@ func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
 			}
 			return batch, err
 		}
-		batch = append(batch, c.observe(msg))
+		batch = append(batch, msg)
 	}
 	return batch, nil
-}
-
-func (c *Consumer) observe(msg kafka.Message) kafka.Message {
-	c.m.lag.WithLabelValues(msg.Topic, strconv.Itoa(msg.Partition)).Set(float64(max(0, msg.HighWaterMark-msg.Offset-1)))
-	return msg
 }
 
 // Reference is the time an event read from Kafka is judged against (see

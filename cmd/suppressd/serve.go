@@ -247,6 +247,9 @@ func addIngest(g *oklogrun.Group, s *settings, log *slog.Logger, reg prometheus.
 	reader := stageReader(s, dialer, s.Consumer.Group, s.Topics.All(), log)
 	ing := &consumer.Ingest{Validator: s.validator, Normalizer: s.normalizer, Keyer: s.keyer, Ledger: ledgerW, AdminTopic: s.Topics.Admin}
 	addStage(g, consumer.New(reader, dlq, ing, s.stageOptions("ingest"), log, reg), reader, dlq, ledgerW)
+	if err := addLag(g, s, "ingest", s.Consumer.Group, s.Topics.All(), log, reg); err != nil {
+		return err
+	}
 	addDeadLetterAge(g, s, log, reg)
 	log.Info("ingest stage", "topics", s.Topics.All(), "group", s.Consumer.Group, "ledger", s.Topics.Ledger, "dead_letter", s.Topics.DeadLetter)
 	return nil
@@ -339,6 +342,9 @@ func addApply(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger, re
 	dlq := deadLetterWriter(s, transport)
 	reader := stageReader(s, dialer, s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log)
 	addStage(g, consumer.New(reader, dlq, &consumer.Apply{Store: d.store}, s.stageOptions("apply"), log, reg), reader, dlq)
+	if err := addLag(g, s, "apply", s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log, reg); err != nil {
+		return err
+	}
 
 	w := newStoreWatch(s, d, log, reg)
 	wctx, stopWatch := context.WithCancel(context.Background())
