@@ -102,7 +102,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 	}
 	handler, addr := ops.Handler(storeReady, reg, 0), s.OpsAddr
 	if contains(s.Roles, "api") {
-		pub, closePub, err := newPublisher(s)
+		pub, closePub, err := newPublisher(s, reg)
 		if err != nil {
 			return err
 		}
@@ -452,15 +452,16 @@ func b2f(b bool) float64 {
 }
 
 // newPublisher returns the Kafka publisher of the configured topics and
-// the function that closes its writer.
-func newPublisher(s *settings) (*publish.Publisher, func(), error) {
+// the function that closes its writer. Its metrics go to reg; nil for the
+// operator commands, which serve none.
+func newPublisher(s *settings, reg prometheus.Registerer) (*publish.Publisher, func(), error) {
 	transport, err := s.Kafka.Transport()
 	if err != nil {
 		return nil, nil, err
 	}
 	w := publish.NewWriter(s.Kafka.Brokers, transport)
 	topics := publish.Topics{Unsubscribes: s.Topics.Unsubscribes, Consent: s.Topics.Consent, Erasure: s.Topics.Erasure, Admin: s.Topics.Admin}
-	return publish.New(w, topics, s.normalizer, 0), func() { _ = w.Close() }, nil
+	return publish.New(w, topics, s.normalizer, 0, reg), func() { _ = w.Close() }, nil
 }
 
 // checkTopics fails start-up when a topic the consumer needs is missing: a
