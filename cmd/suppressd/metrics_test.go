@@ -68,6 +68,26 @@ next:
 	return out
 }
 
+// series2 returns the samples of a metric by the values of two labels.
+func series2(samples []sample, name, a, b string) map[[2]string]float64 {
+	out := map[[2]string]float64{}
+	for _, s := range samples {
+		if s.name == name {
+			out[[2]string{s.labels[a], s.labels[b]}] = s.value
+		}
+	}
+	return out
+}
+
+// joined keys a series2 map by "a/b", for readable failures.
+func joined(m map[[2]string]float64) map[string]float64 {
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		out[k[0]+"/"+k[1]] = v
+	}
+	return out
+}
+
 // TestServeLagOfBothStages runs `serve --role consumer` (both stages) on a
 // store that is not built, with the automatic rebuild off: the ingest stage
 // moves every intake event onto the ledger, the apply stage is stuck

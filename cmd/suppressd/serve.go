@@ -121,7 +121,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 			mux.Handle("/u/", httplimit.BodyDeadline(unsubscribe.NewHandler(unsubscribe.Options{
 				Keyring: s.keyring, Publisher: pub, HonorDNT: s.Link.HonorDNT, Logger: log.With("component", "unsubscribe"),
 				PublishLog: d.publishLog, TokenRate: offIfZero(s.Link.Rate), ClientRate: offIfZero(s.Link.ClientRate),
-				ClientIPHeader: s.Link.ClientIPHeader,
+				ClientIPHeader: s.Link.ClientIPHeader, Registerer: reg,
 			}), s.API.BodyTimeout))
 			mux.Handle("/", handler)
 			handler = mux
