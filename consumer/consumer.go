@@ -8,7 +8,7 @@
 // acks from all in-sync replicas. Apply folds ledger records into the store
 // with the merge rule. Each stage is a Consumer: a consumer group reader,
 // batches, a Handler that makes the batch's effect, dead letters, retries
-// and commits.
+// and commits; and a Lag, which measures the stage's group from Kafka.
 //
 // Delivery is at least once and every effect is idempotent (a duplicate
 // ledger record, or a record applied twice, changes nothing), which makes
