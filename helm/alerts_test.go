@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promengine "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/template"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
@@ -240,5 +241,24 @@ func TestAlertsFire(t *testing.T) {
 			require.Equal(t, tc.from, got[0], "first minute firing (firing at %v)", got)
 			require.Equal(t, tc.minutes, got[len(got)-1], "still firing at the end")
 		})
+	}
+}
+
+// TestAlertAnnotationsExpand expands every alert's annotations as
+// Prometheus's rule manager does (its template engine, $labels and $value
+// set): a misspelt function or a template the chart left half-rendered
+// would otherwise show up only in a firing alert.
+func TestAlertAnnotationsExpand(t *testing.T) {
+	defs := "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
+	ls := map[string]string{"stage": "apply", "topic": "suppressd.ledger", "partition": "3", "pod": "sd-consumer-0", "provider": "sendgrid"}
+	data := template.AlertTemplateData(ls, nil, "", promengine.Sample{F: 0.0625})
+	for name, rule := range renderedRules(t) {
+		for key, text := range rule.Annotations {
+			out, err := template.NewTemplateExpander(context.Background(), defs+text, "__alert_"+name, data, 0, nil, nil, nil).Expand()
+			require.NoError(t, err, "%s: %s", name, key)
+			require.NotContains(t, out, "<no value>", "%s: %s", name, key)
+			require.NotContains(t, out, "{{", "%s: %s", name, key)
+			require.NotContains(t, out, "__", "%s: %s", name, key)
+		}
 	}
 }
