@@ -263,10 +263,19 @@ func (s *Server) instrument(name string, h handlerFunc) http.Handler {
 			}
 		}()
 		err := h(rec, r)
+		code := ""
 		if err != nil {
 			if rec.status != 0 {
 				s.log.Warn("error after the response started", "route", name, "err", err)
 				aborted = true
+				// The caller got a 200 and then a cut stream: not a 200.
+				reason := "other"
+				var sa *streamAbort
+				if errors.As(err, &sa) {
+					reason = sa.reason
+				}
+				s.m.streamAborts.WithLabelValues(name, reason).Inc()
+				code = codeAborted
 			} else {
 				var e *Error
 				if errors.As(err, &e) && (e.Status == http.StatusRequestTimeout || e.Status == http.StatusRequestEntityTooLarge ||
@@ -277,7 +286,10 @@ func (s *Server) instrument(name string, h handlerFunc) http.Handler {
 				writeError(rec, r, s.log, err)
 			}
 		}
-		s.m.requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
+		if code == "" {
+			code = strconv.Itoa(rec.status)
+		}
+		s.m.requests.WithLabelValues(name, code).Inc()
 		s.m.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})
 }

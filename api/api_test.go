@@ -54,6 +54,7 @@ type env struct {
 	store *redisstore.Store
 	keyer suppression.Keyer
 	logs  *bytes.Buffer
+	reg   *prometheus.Registry // the server's metrics, served on /metrics
 }
 
 func newEnv(t testing.TB, rdb redis.UniversalClient, opts Options) *env {
@@ -68,10 +69,14 @@ func newEnv(t testing.TB, rdb redis.UniversalClient, opts Options) *env {
 		opts.Normalizer = norm
 	}
 	logs := &bytes.Buffer{}
-	s := New(store, opts, slog.New(slog.NewJSONHandler(logs, nil)), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	if opts.Gatherer == nil {
+		opts.Gatherer = reg
+	}
+	s := New(store, opts, slog.New(slog.NewJSONHandler(logs, nil)), reg)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, spec: openapitest.New(t), srv: srv, store: store, keyer: keyer, logs: logs}
+	return &env{t: t, spec: openapitest.New(t), srv: srv, store: store, keyer: keyer, logs: logs, reg: reg}
 }
 
 // suppress applies an event's change straight to the store, as the consumer
@@ -86,6 +91,29 @@ func (e *env) suppress(typ suppression.EventType, id suppression.Identifier, sco
 	ws := suppression.AppendWrites(nil, &ev, e.keyer.StorageKeys(nil, keys))
 	_, err = e.store.Apply(context.Background(), ws)
 	require.NoError(e.t, err)
+}
+
+// metrics scrapes the server's /metrics: each sample's value by its series
+// as written ("name{label=\"value\",...}", labels sorted).
+func (e *env) metrics() map[string]float64 {
+	e.t.Helper()
+	resp, err := http.Get(e.srv.URL + "/metrics")
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	require.Equal(e.t, http.StatusOK, resp.StatusCode)
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		require.NoError(e.t, err, line)
+		out[line[:i]] = v
+	}
+	return out
 }
 
 // do sends a request and returns status, headers and body.

@@ -52,7 +52,7 @@ func TestPublishEvents(t *testing.T) {
 	serve := func(brokers []string) *httptest.Server {
 		w := publish.NewWriter(brokers, nil)
 		t.Cleanup(func() { _ = w.Close() })
-		pub := publish.New(w, topics, norm, 2*time.Second)
+		pub := publish.New(w, topics, norm, 2*time.Second, nil)
 		s := New(store, Options{Keys: keys, Normalizer: norm, Publisher: pub, Validator: v, PublishLog: publog}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 		srv := httptest.NewServer(s.Handler())
 		t.Cleanup(srv.Close)

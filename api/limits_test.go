@@ -50,7 +50,7 @@ func publishingServer(t *testing.T, opts Options) *httptest.Server {
 	require.NoError(t, err)
 	opts.Keys = append(keys, more...)
 	opts.Normalizer = norm
-	opts.Publisher = publish.New(w, publish.Topics{Unsubscribes: topic, Consent: topic, Erasure: topic}, norm, 2*time.Second)
+	opts.Publisher = publish.New(w, publish.Topics{Unsubscribes: topic, Consent: topic, Erasure: topic}, norm, 2*time.Second, nil)
 	opts.Validator = v
 	opts.PublishLog = redisstore.NewPublishLog(rdb, store.Options().Prefix)
 	s := New(store, opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry())

@@ -11,13 +11,20 @@ type metrics struct {
 	storeErr prometheus.Counter
 	links    *prometheus.CounterVec
 	canceled prometheus.Counter
+	// streamAborts are answers cut after their status went out.
+	streamAborts *prometheus.CounterVec
 }
+
+// codeAborted is the code label of a request whose answer was cut after
+// its 200 went out (a filter stream that failed midway): the caller did not
+// get what a 200 promises, so it is not counted as one.
+const codeAborted = "aborted"
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_api_requests_total",
-			Help: "HTTP requests by route and status code.",
+			Help: "HTTP requests by route and status code; code is \"aborted\" for an answer cut after its 200 went out (a filter stream that failed midway: suppressd_api_stream_aborts_total says why).",
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "suppressd_api_request_duration_seconds",
@@ -49,6 +56,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Recipients of POST /v1/links, by result: minted, invalid (the recipient was refused, named in its result).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.rows, m.storeErr, m.canceled, m.links)
+	m.streamAborts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "suppressd_api_stream_aborts_total",
+		Help: "Streamed answers (/v1/filter, /v1/filter/rows) cut after their 200 went out, by route and reason: unavailable (the store failed midway), " +
+			"read (the upload broke or came too slowly), write (the client stopped taking the answer), canceled (the client went away while the store was read), other. Each is in suppressd_api_requests_total with code=\"aborted\".",
+	}, []string{"route", "reason"})
+	reg.MustRegister(m.requests, m.duration, m.checks, m.filtered, m.rows, m.storeErr, m.canceled, m.links, m.streamAborts)
 	return m
 }

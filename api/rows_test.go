@@ -337,6 +337,13 @@ func TestFilterRowsStoreFailsMidStream(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, status, string(body))
 	require.NotEmpty(t, h.Get("Retry-After"))
 
+	// /metrics: the stream cut midway is no 200, and says why.
+	m := e.metrics()
+	require.Equal(t, 1.0, m[`suppressd_api_requests_total{code="aborted",route="filter_rows"}`], "%v", m)
+	require.Equal(t, 1.0, m[`suppressd_api_stream_aborts_total{reason="unavailable",route="filter_rows"}`], "%v", m)
+	require.Equal(t, 1.0, m[`suppressd_api_requests_total{code="503",route="filter_rows"}`], "%v", m)
+	require.NotContains(t, m, `suppressd_api_requests_total{code="200",route="filter_rows"}`)
+
 	// The Go client reports the failure midway as incomplete and an outage.
 	srv.Start()
 	require.Eventually(t, func() bool { return rdb.Ping(context.Background()).Err() == nil }, 10*time.Second, 50*time.Millisecond)

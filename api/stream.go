@@ -244,7 +244,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 		// chunk and no trailers, so that even a client that never looks
 		// at the body's last line sees a broken transfer (curl exits
 		// non-zero) rather than a shorter list that looks whole.
-		return err
+		return &streamAbort{reason: code, err: err}
 	}
 	reported := 0 // malformed lines already in a checkpoint
 	checkpoint := func(inBytes, inLines int64) {
@@ -259,7 +259,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 	for c := range ordered {
 		<-c.done
 		if c.err != nil {
-			return n, fail("unavailable", c.err) // nothing sent yet: a clean 503
+			if errors.Is(c.err, errClientGone) && started {
+				// Nobody to tell: the client went away (and its read was
+				// canceled), the store did not fail.
+				cancel()
+				return n, &streamAbort{reason: abortCanceled, err: c.err}
+			}
+			return n, fail(abortUnavailable, c.err) // nothing sent yet: a clean 503 (or 499)
 		}
 		if !started {
 			start()
@@ -284,7 +290,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 		}
 		if err := out.Flush(); err != nil {
 			cancel()
-			return n, err
+			return n, &streamAbort{reason: abortWrite, err: err}
 		}
 		_ = rc.Flush()
 	}
@@ -294,7 +300,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 			err = tooSlow(readErr)
 		}
 		if started {
-			return n, fail("read", err)
+			return n, fail(abortRead, err)
 		}
 		return n, err
 	}
@@ -321,7 +327,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 		out.WriteByte('\n')
 	}
 	if err := out.Flush(); err != nil {
-		return n, err
+		return n, &streamAbort{reason: abortWrite, err: err}
 	}
 	h := w.Header()
 	h.Set(trailerTotal, strconv.FormatInt(n.total, 10))
@@ -333,6 +339,25 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sp *streamSpec) 
 	}
 	return n, nil
 }
+
+// Reasons a stream was cut after its 200 went out, the reason label of
+// suppressd_api_stream_aborts_total.
+const (
+	abortUnavailable = "unavailable" // the store failed mid-stream
+	abortRead        = "read"        // the upload broke, or came too slowly
+	abortWrite       = "write"       // the client stopped taking the answer
+	abortCanceled    = "canceled"    // the client went away while the store was read
+)
+
+// streamAbort is a failure after the answer's status went out: the stream
+// can only be cut (the handler's instrument does it and counts why).
+type streamAbort struct {
+	reason string
+	err    error
+}
+
+func (e *streamAbort) Error() string { return "stream cut (" + e.reason + "): " + e.err.Error() }
+func (e *streamAbort) Unwrap() error { return e.err }
 
 // blocked applies the check rule to one item's records.
 func blocked(send suppression.Send, recs []suppression.Record) bool {

@@ -8,7 +8,7 @@
 // acks from all in-sync replicas. Apply folds ledger records into the store
 // with the merge rule. Each stage is a Consumer: a consumer group reader,
 // batches, a Handler that makes the batch's effect, dead letters, retries
-// and commits.
+// and commits; and a Lag, which measures the stage's group from Kafka.
 //
 // Delivery is at least once and every effect is idempotent (a duplicate
 // ledger record, or a record applied twice, changes nothing), which makes
@@ -252,7 +252,7 @@ func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
 		}
 		return nil, err
 	}
-	batch := []kafka.Message{c.observe(msg)}
+	batch := []kafka.Message{msg}
 	wctx, cancel := context.WithTimeout(ctx, c.opts.BatchWait)
 	defer cancel()
 	for len(batch) < c.opts.BatchSize {
@@ -263,14 +263,9 @@ func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
 			}
 			return batch, err
 		}
-		batch = append(batch, c.observe(msg))
+		batch = append(batch, msg)
 	}
 	return batch, nil
-}
-
-func (c *Consumer) observe(msg kafka.Message) kafka.Message {
-	c.m.lag.WithLabelValues(msg.Topic, strconv.Itoa(msg.Partition)).Set(float64(max(0, msg.HighWaterMark-msg.Offset-1)))
-	return msg
 }
 
 // Reference is the time an event read from Kafka is judged against (see

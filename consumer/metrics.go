@@ -8,7 +8,6 @@ type metrics struct {
 	events       *prometheus.CounterVec // by type and outcome
 	applyTime    prometheus.Histogram   // one batch's effect
 	batchSize    prometheus.Histogram   // messages per batch
-	lag          *prometheus.GaugeVec   // by topic and partition
 	deadLetters  *prometheus.CounterVec // by source topic
 	effectErrors prometheus.Counter     // failed attempts at a batch's effect (each retried)
 	freshness    prometheus.Histogram   // occurred_at to the effect made
@@ -44,10 +43,6 @@ func newMetrics(reg prometheus.Registerer, stage string) *metrics {
 			Help:    "Messages per batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "suppressd_consumer_lag", ConstLabels: cl,
-			Help: "Messages behind the partition's high watermark, as of the last message fetched.",
-		}, []string{"topic", "partition"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_consumer_dead_letters_total", ConstLabels: cl,
 			Help: "Messages sent to the dead-letter topic, by the topic they came from.",
@@ -83,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, stage string) *metrics {
 			Help: "Batches whose effect is made but not yet confirmed durable, so not committed.",
 		}),
 	}
-	reg.MustRegister(m.events, m.applyTime, m.batchSize, m.lag, m.deadLetters, m.effectErrors, m.freshness, m.retries,
+	reg.MustRegister(m.events, m.applyTime, m.batchSize, m.deadLetters, m.effectErrors, m.freshness, m.retries,
 		m.changed, m.clamped, m.unconfirmed, m.pending)
 	return m
 }

@@ -72,9 +72,16 @@ func TestFull(t *testing.T) {
 					require.Equal(t, strings.ToLower(rule.Alert), anchor)
 					require.Contains(t, string(ops), "\n### "+rule.Alert+"\n", "docs/operations.md has no section for %s", rule.Alert)
 				}
-				if rule.Alert == "SuppressdOptOutFreshnessSLO" {
+				switch rule.Alert {
+				case "SuppressdOptOutFreshnessSLO":
 					require.Contains(t, rule.Expr.String(), "suppressd_optout_freshness_seconds_bucket")
 					require.Contains(t, rule.Expr.String(), "> 120", "the SLO comes from prometheusRule.freshnessSLOSeconds")
+				case "SuppressdConsumerLagHigh":
+					require.Contains(t, rule.Expr.String(), "> 100000", "prometheusRule.lagHighThreshold")
+				case "SuppressdDeadLetterAging":
+					require.Contains(t, rule.Expr.String(), "> 604800", "prometheusRule.deadLetterMaxAgeHours, in seconds")
+				case "SuppressdStoreNotReady":
+					require.EqualValues(t, "5m", *rule.For, "prometheusRule.storeNotReadyFor")
 				}
 			}
 		}
@@ -82,6 +89,8 @@ func TestFull(t *testing.T) {
 	require.Subset(t, alerts, []string{
 		"SuppressdConsumerLagGrowing", "SuppressdDeadLetters", "SuppressdOptOutFreshnessSLO",
 		"SuppressdCheckErrors", "SuppressdAPIErrors", "SuppressdCheckLatency",
+		"SuppressdConsumerLagHigh", "SuppressdConsumerStalled", "SuppressdDeadLetterAging", "SuppressdStoreNotReady",
+		"SuppressdPublishFailures", "SuppressdUnsubscribeErrors", "SuppressdWebhookErrors",
 		"SuppressdFilterMalformed", // prometheusRule.additionalRules
 	})
 
@@ -89,8 +98,14 @@ func TestFull(t *testing.T) {
 	require.Equal(t, "1", dash.Labels["grafana_dashboard"], "the Grafana sidecar's label")
 	require.Equal(t, "Messaging", dash.Annotations["grafana_folder"])
 	require.Contains(t, dash.Data["suppressd.json"], `"value": 120`, "the freshness panel's SLO line")
+	require.Contains(t, dash.Data["suppressd.json"], `"value": 100000`, "the lag panel's SuppressdConsumerLagHigh line")
+	require.Contains(t, dash.Data["suppressd.json"], `"value": 604800`, "the dead-letter panel's SuppressdDeadLetterAging line")
+	require.NotContains(t, dash.Data["suppressd.json"], `"__`, "every placeholder is filled in")
 	for _, m := range []string{"suppressd_checks_total", "suppressd_consumer_events_total", "suppressd_consumer_lag",
-		"suppressd_optout_freshness_seconds_bucket", "suppressd_consumer_dead_letters_total", "suppressd_api_request_duration_seconds_bucket"} {
+		"suppressd_optout_freshness_seconds_bucket", "suppressd_consumer_dead_letters_total", "suppressd_api_request_duration_seconds_bucket",
+		"suppressd_dead_letter_oldest_seconds", "suppressd_store_ready", "suppressd_unsubscribe_requests_total",
+		"suppressd_unsubscribe_request_duration_seconds_bucket", "suppressd_publish_events_total", "suppressd_webhook_requests_total",
+		"suppressd_api_stream_aborts_total"} {
 		require.Contains(t, dash.Data["suppressd.json"], m)
 	}
 

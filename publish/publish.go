@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/suppressd/suppressd/schemas"
@@ -49,6 +50,41 @@ type Publisher struct {
 	topics     Topics
 	normalizer suppression.Normalizer
 	timeout    time.Duration
+	m          *metrics
+}
+
+// Outcomes of a publish, the outcome label of the metrics.
+const (
+	outcomePublished = "published" // acknowledged by all in-sync replicas
+	outcomeFailed    = "failed"    // not acknowledged in time: nothing may be assumed published
+	outcomeInvalid   = "invalid"   // refused before Kafka: the event does not normalise or encode
+)
+
+// metrics of publishing, for every caller at once: /v1/events, /v1/import,
+// the /u/ pages, the webhooks. Each caller counts its own requests; these
+// say whether Kafka took what they published. Every label value is from a
+// fixed set.
+type metrics struct {
+	events   *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "suppressd_publish_events_total",
+			Help: "Events published to Kafka by the api role (/v1/events, /v1/import, the /u/ pages, the webhooks), by event type " +
+				"and outcome: published (acknowledged by all in-sync replicas), failed (not acknowledged; the caller answered 503), " +
+				"invalid (refused before Kafka).",
+		}, []string{"type", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "suppressd_publish_duration_seconds",
+			Help:    "Time to have an event acknowledged by all in-sync replicas (published), or to give up (failed).",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.events, m.duration)
+	return m
 }
 
 // NewWriter returns a kafka.Writer as a Publisher needs it: acks from all
@@ -66,12 +102,17 @@ func NewWriter(brokers []string, transport *kafka.Transport) *kafka.Writer {
 	}
 }
 
-// New returns a Publisher. timeout bounds one Publish (default 5s).
-func New(w Writer, topics Topics, n suppression.Normalizer, timeout time.Duration) *Publisher {
+// New returns a Publisher. timeout bounds one Publish (default 5s). Its
+// metrics are registered with reg; nil registers them with a registry of
+// their own, which nothing serves (the operator commands).
+func New(w Writer, topics Topics, n suppression.Normalizer, timeout time.Duration, reg prometheus.Registerer) *Publisher {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &Publisher{w: w, topics: topics, normalizer: n, timeout: timeout}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return &Publisher{w: w, topics: topics, normalizer: n, timeout: timeout, m: newMetrics(reg)}
 }
 
 // ErrUnavailable wraps every failure to get an acknowledgement from Kafka;
@@ -81,18 +122,33 @@ var ErrUnavailable = errors.New("kafka unavailable")
 // Publish normalises, encodes and publishes one event, keyed by its primary
 // match key (never a raw identifier).
 func (p *Publisher) Publish(ctx context.Context, e suppression.Event) error {
-	if err := e.Normalize(time.Now()); err != nil {
+	raw, primary, err := p.encode(&e)
+	if err != nil {
+		p.m.events.WithLabelValues(typeLabel(e.Type), outcomeInvalid).Inc()
 		return err
+	}
+	return p.PublishRaw(ctx, e.Type, primary, raw)
+}
+
+func (p *Publisher) encode(e *suppression.Event) ([]byte, suppression.MatchKey, error) {
+	if err := e.Normalize(time.Now()); err != nil {
+		return nil, suppression.MatchKey{}, err
 	}
 	keys, err := p.normalizer.Expand(e.Identifiers...)
 	if err != nil {
-		return err
+		return nil, suppression.MatchKey{}, err
 	}
-	raw, err := schemas.Encode(e)
-	if err != nil {
-		return err
+	raw, err := schemas.Encode(*e)
+	return raw, keys[0], err
+}
+
+// typeLabel bounds the type label to the known types: an invalid event's
+// type may be anything a caller sent.
+func typeLabel(t suppression.EventType) string {
+	if t.Valid() {
+		return string(t)
 	}
-	return p.PublishRaw(ctx, e.Type, keys[0], raw)
+	return "unknown"
 }
 
 // PublishRaw publishes an encoded, already validated event.
@@ -106,7 +162,15 @@ func (p *Publisher) PublishRaw(ctx context.Context, typ suppression.EventType, p
 		Time:    time.Now(),
 		Headers: []kafka.Header{{Key: "content-type", Value: []byte("application/cloudevents+json")}},
 	}
-	if err := p.w.WriteMessages(ctx, msg); err != nil {
+	start := time.Now()
+	err := p.w.WriteMessages(ctx, msg)
+	outcome := outcomePublished
+	if err != nil {
+		outcome = outcomeFailed
+	}
+	p.m.events.WithLabelValues(typeLabel(typ), outcome).Inc()
+	p.m.duration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -76,6 +78,9 @@ type Options struct {
 	// them from a file). Default: neutral pages. NewHandler panics if they
 	// do not pass Brands.Validate.
 	Brands Brands
+	// Registerer registers the pages' metrics. Default: a registry of the
+	// handler's own, which nothing serves.
+	Registerer prometheus.Registerer
 }
 
 //go:embed pages.html
@@ -156,6 +161,11 @@ func NewHandler(opts Options) http.Handler {
 	if h.source == "" {
 		h.source = DefaultSource
 	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	h.m = newMetrics(reg)
 	if h.timeout <= 0 {
 		h.timeout = 10 * time.Second
 	}
@@ -167,7 +177,7 @@ func NewHandler(opts Options) http.Handler {
 	mux.Handle("POST /u/{token}", h.withToken(h.unsubscribe))
 	mux.Handle("GET /u/{token}/preferences", h.withToken(h.preferences))
 	mux.Handle("POST /u/{token}/preferences", h.withToken(h.savePreferences))
-	return securityHeaders(h.limitClients(mux))
+	return h.instrument(mux, securityHeaders(h.limitClients(mux)))
 }
 
 // limitClients answers 429 to a client address over its rate, before its
@@ -207,6 +217,7 @@ type handler struct {
 	clients    *limiter
 	ipHeader   string
 	flights    inflight
+	m          *metrics
 }
 
 func (h *handler) brand(namespace string) *brandView {
@@ -257,6 +268,7 @@ func (h *handler) withToken(route func(*request)) http.Handler {
 		c, err := h.keys.Verify(token, now)
 		if err != nil {
 			h.log.Info("unsubscribe link rejected", "key_id", h.keys.KeyID(token), "reason", rejection(err), "method", r.Method)
+			h.m.rejected.WithLabelValues(rejection(err)).Inc()
 			// The namespace of a link that did not verify is unknown.
 			h.render(w, http.StatusBadRequest, "invalid", page{view: newView(loc, explicit, h.fallback)})
 			return
@@ -295,16 +307,17 @@ func rejection(err error) string {
 // and opting out of sale is always safe to over-honour. The event id is the
 // same for every request with this token.
 func (h *handler) honourSignal(q *request) {
+	var via string
 	switch {
 	case strings.TrimSpace(q.r.Header.Get("Sec-GPC")) == "1":
-		q.signal = "Global Privacy Control"
+		q.signal, via = "Global Privacy Control", "gpc"
 	case h.honorDNT && strings.TrimSpace(q.r.Header.Get("DNT")) == "1":
-		q.signal = "Do Not Track"
+		q.signal, via = "Do Not Track", "dnt"
 	default:
 		return
 	}
 	e := h.event(q, suppression.EventGPC, suppression.EventGPC.DefaultScopes())
-	q.honoured = h.publish(q, e) == nil
+	q.honoured = h.publish(q, e, via) == nil
 }
 
 // confirm is GET /u/{token}: a page with a button, and nothing else. Link
@@ -326,7 +339,11 @@ func (h *handler) unsubscribe(q *request) {
 		h.render(q.w, http.StatusBadRequest, "confirm", h.page(q, q.claims.Scopes, q.token+"/preferences"))
 		return
 	}
-	h.unsubscribeFrom(q, q.claims.Scopes, []field{{"confirm", "1"}}, q.token+"/preferences")
+	via := "button"
+	if oneClick {
+		via = "one_click"
+	}
+	h.unsubscribeFrom(q, via, q.claims.Scopes, []field{{"confirm", "1"}}, q.token+"/preferences")
 }
 
 // choice is one option of the preference page: one scope of the token
@@ -354,14 +371,14 @@ func (h *handler) savePreferences(q *request) {
 		h.render(q.w, http.StatusBadRequest, "preferences", p)
 		return
 	}
-	h.unsubscribeFrom(q, []suppression.Scope{scope}, []field{{"scope", string(scope)}}, "preferences")
+	h.unsubscribeFrom(q, "preferences", []suppression.Scope{scope}, []field{{"scope", string(scope)}}, "preferences")
 }
 
 // unsubscribeFrom publishes the unsubscribe and answers 200 only once it is
 // stored; otherwise 503, a page that claims nothing and a button to retry.
-func (h *handler) unsubscribeFrom(q *request, scopes []suppression.Scope, retry []field, prefs string) {
+func (h *handler) unsubscribeFrom(q *request, via string, scopes []suppression.Scope, retry []field, prefs string) {
 	e := h.event(q, suppression.EventUnsubscribe, scopes)
-	if err := h.publish(q, e); err != nil {
+	if err := h.publish(q, e, via); err != nil {
 		q.w.Header().Set("Retry-After", strconv.Itoa(int(h.retryAfter.Round(time.Second)/time.Second)))
 		p := h.page(q, scopes, "")
 		p.Retry = retry
@@ -376,11 +393,16 @@ func (h *handler) event(q *request, t suppression.EventType, scopes []suppressio
 	return newEvent(q.claims, q.token, h.source, t, scopes, q.now)
 }
 
-func (h *handler) publish(q *request, e suppression.Event) error {
+// publish publishes e once per DedupWindow; via says how the person asked,
+// for the metrics. Requests that wait for the same event's publish are not
+// counted again: the events metric counts publishes, the requests metric
+// requests.
+func (h *handler) publish(q *request, e suppression.Event, via string) error {
 	log := h.log.With("key_id", q.kid, "event_id", e.ID, "type", e.Type, "namespace", e.Namespace)
 	if err := e.Normalize(q.now); err != nil {
 		// Verify applies the same rules, so this is a bug, not bad input.
 		log.Error("unsubscribe event invalid", "err", err)
+		h.m.events.WithLabelValues(via, "invalid").Inc()
 		return err
 	}
 	// One request at a time per event id, so a burst of the same click
@@ -395,15 +417,18 @@ func (h *handler) publish(q *request, e suppression.Event) error {
 				log.Warn("publish log not answering; publishing anyway", "err", err)
 			case seen:
 				log.Info("unsubscribe event already published; not published again", "window", h.window)
+				h.m.events.WithLabelValues(via, "repeat").Inc()
 				return nil
 			}
 		}
 		start := time.Now()
 		if err := h.pub.Publish(ctx, e); err != nil {
 			log.Warn("unsubscribe event not published", "err", err, "took", time.Since(start))
+			h.m.events.WithLabelValues(via, "failed").Inc()
 			return err
 		}
 		log.Info("unsubscribe event published", "scopes", e.Scopes, "took", time.Since(start))
+		h.m.events.WithLabelValues(via, "published").Inc()
 		if h.plog != nil {
 			if err := h.plog.RecordPublished(ctx, e.Source, e.ID, h.window); err != nil {
 				log.Warn("could not record the published event; a repeat will publish it again", "err", err)
@@ -417,7 +442,7 @@ func (h *handler) publish(q *request, e suppression.Event) error {
 // application/x-www-form-urlencoded (Gmail, browsers). Query parameters are
 // ignored: the one-click field must be in the body.
 func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	r.Body = http.MaxBytesReader(unwrapped(w), r.Body, maxBody)
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var err error
 	if ct == "multipart/form-data" {
@@ -534,9 +559,11 @@ func (h *handler) render(w http.ResponseWriter, status int, name string, p page)
 	var b bytes.Buffer
 	if err := pages.ExecuteTemplate(&b, name, p); err != nil {
 		h.log.Error("unsubscribe page", "page", name, "err", err)
+		setOutcome(w, http.StatusInternalServerError, name)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	setOutcome(w, status, name)
 	hd := w.Header()
 	hd.Set("Content-Security-Policy", p.brand.csp)
 	hd.Set("Content-Type", "text/html; charset=utf-8")

@@ -33,7 +33,7 @@ func realPublishing(t *testing.T) (Publisher, PublishLog, func(want int) []strin
 	testkafka.CreateTopic(ctx, t, brokers[0], topic, 1)
 	w := publish.NewWriter(brokers, nil)
 	t.Cleanup(func() { _ = w.Close() })
-	pub := publish.New(w, publish.Topics{Unsubscribes: topic, Consent: topic, Erasure: topic}, suppression.Normalizer{}, 5*time.Second)
+	pub := publish.New(w, publish.Topics{Unsubscribes: topic, Consent: topic, Erasure: topic}, suppression.Normalizer{}, 5*time.Second, nil)
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
 	t.Cleanup(func() { _ = rdb.Close() })
 	read := func(want int) []string {

@@ -356,6 +356,7 @@ const (
 	outcomeTooLarge          = "too_large"          // body over the limit: 413
 	outcomeNotFound          = "not_found"          // no such provider, or not configured
 	outcomeMethod            = "method_not_allowed" // not a POST
+	outcomeInternal          = "internal"           // a bug: 500, the log has the error
 )
 
 // refusal is a request turned away: the status, a stable code, a message
@@ -551,7 +552,7 @@ func (h *handler) failed(err error) result {
 		res.err = err
 		return res
 	}
-	return result{status: http.StatusInternalServerError, outcome: "internal", code: "internal", message: "internal error", err: err}
+	return result{status: http.StatusInternalServerError, outcome: outcomeInternal, code: "internal", message: "internal error", err: err}
 }
 
 // readBody reads the whole body, which the signature covers, up to limit.

@@ -15,7 +15,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_webhook_requests_total",
 			Help: "Webhook requests by provider (a name of Providers, or unknown) and outcome: accepted, ignored, duplicate, " +
-				"rejected_signature, stale, replayed, publish_failed, unavailable, invalid, too_large, not_found, method_not_allowed.",
+				"rejected_signature, stale, replayed, publish_failed, unavailable, invalid, too_large, not_found, method_not_allowed, internal.",
 		}, []string{"provider", "outcome"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_webhook_events_published_total",

@@ -90,7 +90,7 @@ func TestFilterRowsThroughKafka(t *testing.T) {
 	// browser's GPC signal publish them: raw identifiers.
 	w := publish.NewWriter(brokers, nil)
 	defer w.Close()
-	pub := publish.New(w, topics, suppression.Normalizer{DefaultRegion: "GB"}, 10*time.Second)
+	pub := publish.New(w, topics, suppression.Normalizer{DefaultRegion: "GB"}, 10*time.Second, nil)
 	at := time.Now().Add(-time.Hour)
 	event := func(id string, typ suppression.EventType, when time.Time, ident suppression.Identifier, scopes ...suppression.Scope) {
 		t.Helper()

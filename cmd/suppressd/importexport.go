@@ -120,7 +120,7 @@ func runImport(ctx context.Context, args []string, io stdio) error {
 
 	var pub importer.Publisher
 	if !*dryRun {
-		p, closePub, err := newPublisher(s)
+		p, closePub, err := newPublisher(s, nil)
 		if err != nil {
 			return err
 		}

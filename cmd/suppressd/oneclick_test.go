@@ -108,4 +108,19 @@ func TestOneClickEndToEnd(t *testing.T) {
 	require.Contains(t, string(msgs[0].Value), `"io.suppressd.unsubscribe.v1"`)
 	require.Eventually(t, func() bool { return !checkAllowed() }, 30*time.Second, 50*time.Millisecond,
 		"the consumer applies the one-click unsubscribe")
+
+	// The api role's /metrics counts the pages and what was published.
+	resp, err = http.Get("http://" + apiAddr + "/metrics")
+	require.NoError(t, err)
+	var page bytes.Buffer
+	_, err = page.ReadFrom(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	m := parseMetrics(t, page.String())
+	require.Equal(t, map[string]float64{"confirm/shown": 1, "unsubscribe/unsubscribed": 1},
+		joined(series2(m, "suppressd_unsubscribe_requests_total", "page", "outcome")))
+	require.Equal(t, map[string]float64{"one_click/published": 1},
+		joined(series2(m, "suppressd_unsubscribe_events_total", "via", "outcome")))
+	require.Equal(t, map[string]float64{"unsubscribe/published": 1},
+		joined(series2(m, "suppressd_publish_events_total", "type", "outcome")))
 }

@@ -103,7 +103,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 	}
 	handler, addr := ops.Handler(storeReady, reg, 0), s.OpsAddr
 	if contains(s.Roles, "api") {
-		pub, closePub, err := newPublisher(s)
+		pub, closePub, err := newPublisher(s, reg)
 		if err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 			mux.Handle("/u/", httplimit.BodyDeadline(unsubscribe.NewHandler(unsubscribe.Options{
 				Keyring: s.keyring, Publisher: pub, HonorDNT: s.Link.HonorDNT, Logger: log.With("component", "unsubscribe"),
 				PublishLog: d.publishLog, TokenRate: offIfZero(s.Link.Rate), ClientRate: offIfZero(s.Link.ClientRate),
-				ClientIPHeader: s.Link.ClientIPHeader, Brands: s.brands,
+				ClientIPHeader: s.Link.ClientIPHeader, Brands: s.brands, Registerer: reg,
 			}), s.API.BodyTimeout))
 		}
 		hooks := s.hooks
@@ -252,6 +252,9 @@ func addIngest(g *oklogrun.Group, s *settings, log *slog.Logger, reg prometheus.
 	reader := stageReader(s, dialer, s.Consumer.Group, s.Topics.All(), log)
 	ing := &consumer.Ingest{Validator: s.validator, Normalizer: s.normalizer, Keyer: s.keyer, Ledger: ledgerW, AdminTopic: s.Topics.Admin}
 	addStage(g, consumer.New(reader, dlq, ing, s.stageOptions("ingest"), log, reg), reader, dlq, ledgerW)
+	if err := addLag(g, s, "ingest", s.Consumer.Group, s.Topics.All(), log, reg); err != nil {
+		return err
+	}
 	addDeadLetterAge(g, s, log, reg)
 	log.Info("ingest stage", "topics", s.Topics.All(), "group", s.Consumer.Group, "ledger", s.Topics.Ledger, "dead_letter", s.Topics.DeadLetter)
 	return nil
@@ -344,6 +347,9 @@ func addApply(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger, re
 	dlq := deadLetterWriter(s, transport)
 	reader := stageReader(s, dialer, s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log)
 	addStage(g, consumer.New(reader, dlq, &consumer.Apply{Store: d.store}, s.stageOptions("apply"), log, reg), reader, dlq)
+	if err := addLag(g, s, "apply", s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log, reg); err != nil {
+		return err
+	}
 
 	w := newStoreWatch(s, d, log, reg)
 	wctx, stopWatch := context.WithCancel(context.Background())
@@ -451,15 +457,16 @@ func b2f(b bool) float64 {
 }
 
 // newPublisher returns the Kafka publisher of the configured topics and
-// the function that closes its writer.
-func newPublisher(s *settings) (*publish.Publisher, func(), error) {
+// the function that closes its writer. Its metrics go to reg; nil for the
+// operator commands, which serve none.
+func newPublisher(s *settings, reg prometheus.Registerer) (*publish.Publisher, func(), error) {
 	transport, err := s.Kafka.Transport()
 	if err != nil {
 		return nil, nil, err
 	}
 	w := publish.NewWriter(s.Kafka.Brokers, transport)
 	topics := publish.Topics{Unsubscribes: s.Topics.Unsubscribes, Consent: s.Topics.Consent, Erasure: s.Topics.Erasure, Admin: s.Topics.Admin}
-	return publish.New(w, topics, s.normalizer, 0), func() { _ = w.Close() }, nil
+	return publish.New(w, topics, s.normalizer, 0, reg), func() { _ = w.Close() }, nil
 }
 
 // checkTopics fails start-up when a topic the consumer needs is missing: a

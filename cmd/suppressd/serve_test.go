@@ -65,6 +65,13 @@ type proc struct {
 
 func startServe(t *testing.T, env []string, role string) *proc {
 	t.Helper()
+	return startServeUntil(t, env, role, "/readyz")
+}
+
+// startServeUntil starts serve and waits until path (/readyz, /healthz)
+// answers 200.
+func startServeUntil(t *testing.T, env []string, role, path string) *proc {
+	t.Helper()
 	bin, err := buildBinary()
 	require.NoError(t, err)
 	p := &proc{stderr: &testenv.Buffer{}, ops: freePort(t)}
@@ -80,7 +87,7 @@ func startServe(t *testing.T, env []string, role string) *proc {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + p.ops + "/readyz")
+		resp, err := http.Get("http://" + p.ops + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -18,14 +18,41 @@ type Range struct {
 	Start, End int64
 }
 
-// Ranges lists every partition of topics with its first and end offset now.
-func (c Config) Ranges(ctx context.Context, topics []string) ([]Range, error) {
+// Admin asks the brokers about offsets over one transport, so that a
+// caller asking on a timer (the consumer's lag) reuses its connections
+// instead of opening new ones each time. It is safe for concurrent use;
+// Close it when done.
+type Admin struct {
+	transport *kafka.Transport
+	client    *kafka.Client
+}
+
+// Admin returns an Admin of the configured brokers.
+func (c Config) Admin() (*Admin, error) {
 	transport, err := c.Transport()
 	if err != nil {
 		return nil, err
 	}
-	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: transport, Timeout: 30 * time.Second}
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	return &Admin{transport: transport, client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: transport, Timeout: 30 * time.Second}}, nil
+}
+
+// Close closes the Admin's idle connections.
+func (a *Admin) Close() { a.transport.CloseIdleConnections() }
+
+// Ranges lists every partition of topics with its first and end offset now.
+func (c Config) Ranges(ctx context.Context, topics []string) ([]Range, error) {
+	a, err := c.Admin()
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	return a.Ranges(ctx, topics)
+}
+
+// Ranges lists every partition of topics with its first and end offset now,
+// sorted by topic and partition.
+func (a *Admin) Ranges(ctx context.Context, topics []string) ([]Range, error) {
+	meta, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return nil, fmt.Errorf("metadata of %s: %w", strings.Join(topics, ", "), err)
 	}
@@ -38,7 +65,7 @@ func (c Config) Ranges(ctx context.Context, topics []string) ([]Range, error) {
 			req.Topics[t.Name] = append(req.Topics[t.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
 		}
 	}
-	resp, err := client.ListOffsets(ctx, req)
+	resp, err := a.client.ListOffsets(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("list offsets: %w", err)
 	}
@@ -91,16 +118,22 @@ func (c Config) ReadRange(ctx context.Context, r Range, fn func(kafka.Message) e
 // Committed returns, for each range, the offset a consumer group has
 // committed on its partition, or -1 when it has committed none.
 func (c Config) Committed(ctx context.Context, group string, ranges []Range) ([]int64, error) {
-	transport, err := c.Transport()
+	a, err := c.Admin()
 	if err != nil {
 		return nil, err
 	}
-	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: transport, Timeout: 30 * time.Second}
+	defer a.Close()
+	return a.Committed(ctx, group, ranges)
+}
+
+// Committed returns, for each range, the offset a consumer group has
+// committed on its partition, or -1 when it has committed none.
+func (a *Admin) Committed(ctx context.Context, group string, ranges []Range) ([]int64, error) {
 	req := &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{}}
 	for _, r := range ranges {
 		req.Topics[r.Topic] = append(req.Topics[r.Topic], r.Partition)
 	}
-	resp, err := client.OffsetFetch(ctx, req)
+	resp, err := a.client.OffsetFetch(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
 	}
