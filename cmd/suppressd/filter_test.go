@@ -106,7 +106,6 @@ func TestFilterRowsThroughKafka(t *testing.T) {
 	event("u-2", suppression.EventUnsubscribe, at, suppression.Identifier{Type: suppression.IDMAID, Value: "AECE52E7-03EE-455A-B3C4-E57283966239"}, "ads")
 	event("u-3", suppression.EventUnsubscribe, at, emailID("topic.only@example.org"), "topic:newsletter")
 	event("u-4", suppression.EventUnsubscribe, at, emailID("changed.mind@example.org"), "ads")
-	event("r-4", suppression.EventResubscribe, at.Add(time.Minute), emailID("changed.mind@example.org"), "ads")
 
 	t.Setenv("SUPPRESSD_URL", "http://"+apiAddr)
 	t.Setenv("SUPPRESSD_API_KEY", apiKey)
@@ -119,10 +118,17 @@ func TestFilterRowsThroughKafka(t *testing.T) {
 		{Identifiers: []client.Identifier{{Type: client.TypeMAID, Value: "aece52e7-03ee-455a-b3c4-e57283966239"}}},
 		{Identifiers: []client.Identifier{{Type: client.TypeEmail, Value: "changed.mind@example.org"}}},
 	}}
+	// The resubscribe is published only once the unsubscribe it lifts is
+	// applied: "allowed" before both is indistinguishable from after both.
+	require.Eventually(t, func() bool {
+		res, err := c.CheckBatch(ctx, probe)
+		return err == nil && !res[0].Allowed && !res[1].Allowed && !res[2].Allowed && !res[3].Allowed && !res[4].Allowed
+	}, 60*time.Second, 100*time.Millisecond, "the consumer applied every opt-out")
+	event("r-4", suppression.EventResubscribe, at.Add(time.Minute), emailID("changed.mind@example.org"), "ads")
 	require.Eventually(t, func() bool {
 		res, err := c.CheckBatch(ctx, probe)
 		return err == nil && !res[0].Allowed && !res[1].Allowed && !res[2].Allowed && !res[3].Allowed && res[4].Allowed
-	}, 60*time.Second, 100*time.Millisecond, "the consumer applied every event")
+	}, 60*time.Second, 100*time.Millisecond, "the consumer applied the resubscribe")
 
 	dir := t.TempDir()
 	for _, tc := range []struct {
