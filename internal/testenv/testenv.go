@@ -26,6 +26,7 @@ const (
 	EnvKafka        = "SUPPRESSD_TEST_KAFKA_BROKERS" // comma-separated host:port of Kafka brokers
 	EnvRequire      = "SUPPRESSD_TEST_REQUIRE"       // "1": a missing server is a failure, not a skip
 	EnvRedisServer  = "SUPPRESSD_TEST_REDIS_SERVER"  // path of the redis-server binary, for tests that start their own
+	EnvKafkaHome    = "SUPPRESSD_TEST_KAFKA_HOME"    // directory whose lib/ holds the Kafka jars, for tests that start a broker of their own
 
 	// The broker's SASL_SSL listener (SCRAM-SHA-512 over TLS); the same
 	// broker as EnvKafka, whose PLAINTEXT listener stays as it is.
@@ -80,6 +81,13 @@ func KafkaBrokers(t testing.TB) []string {
 func RedisServerPath(t testing.TB) string {
 	t.Helper()
 	return lookup(t, EnvRedisServer, "redis-server")
+}
+
+// KafkaHome returns the directory of the Kafka jars the test command
+// resolved (its lib/ holds them), or skips/fails the test.
+func KafkaHome(t testing.TB) string {
+	t.Helper()
+	return lookup(t, EnvKafkaHome, "the Kafka jars")
 }
 
 // KafkaSASLListener is the broker's SASL_SSL listener: what a
