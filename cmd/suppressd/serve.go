@@ -21,6 +21,7 @@ import (
 	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/consumer"
 	"github.com/suppressd/suppressd/internal/httplimit"
+	"github.com/suppressd/suppressd/internal/kafkaconn"
 	"github.com/suppressd/suppressd/internal/ops"
 	"github.com/suppressd/suppressd/publish"
 	"github.com/suppressd/suppressd/rebuild"
@@ -186,16 +187,23 @@ func offIfZero(n int) int {
 	return n
 }
 
-// stageReader is a consumer group reader of the stages.
-func stageReader(s *settings, dialer *kafka.Dialer, group string, topics []string, log *slog.Logger) *kafka.Reader {
-	return kafka.NewReader(kafka.ReaderConfig{
+// stageReader is a consumer group reader of the stages. Its members leave
+// the group even when the broker was out of reach at the time (see
+// kafkaconn.GroupReader): after a broker restart the stage resumes in
+// seconds instead of waiting out its old member's session timeout.
+func stageReader(s *settings, dialer *kafka.Dialer, group string, topics []string, log *slog.Logger) (*kafkaconn.GroupReader, error) {
+	return s.Kafka.GroupReader(kafka.ReaderConfig{
 		Brokers: s.Kafka.Brokers, GroupID: group, GroupTopics: topics,
 		Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
 		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
 		SessionTimeout: s.Consumer.SessionTimeout,
-		QueueCapacity:  max(100, s.Consumer.BatchSize),
-		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "group", group, "err", fmt.Sprintf(f, a...)) }),
-	})
+		// kafka-go waits this long between attempts to join while the
+		// coordinator is out of reach (default 5s): the most a stage
+		// adds to a broker's return.
+		JoinGroupBackoff: 2 * time.Second,
+		QueueCapacity:    max(100, s.Consumer.BatchSize),
+		ErrorLogger:      kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "group", group, "err", fmt.Sprintf(f, a...)) }),
+	}, log)
 }
 
 func (s *settings) stageOptions(stage string) consumer.Options {
@@ -244,7 +252,10 @@ func addIngest(g *oklogrun.Group, s *settings, log *slog.Logger, reg prometheus.
 		return err
 	}
 	dlq := deadLetterWriter(s, transport)
-	reader := stageReader(s, dialer, s.Consumer.Group, s.Topics.All(), log)
+	reader, err := stageReader(s, dialer, s.Consumer.Group, s.Topics.All(), log)
+	if err != nil {
+		return errors.Join(err, ledgerW.Close())
+	}
 	ing := &consumer.Ingest{Validator: s.validator, Normalizer: s.normalizer, Keyer: s.keyer, Ledger: ledgerW, AdminTopic: s.Topics.Admin}
 	addStage(g, consumer.New(reader, dlq, ing, s.stageOptions("ingest"), log, reg), reader, dlq, ledgerW)
 	addDeadLetterAge(g, s, log, reg)
@@ -337,7 +348,10 @@ func addApply(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger, re
 		return fmt.Errorf("SUPPRESSD_STORE_DURABILITY: %w", err)
 	}
 	dlq := deadLetterWriter(s, transport)
-	reader := stageReader(s, dialer, s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log)
+	reader, err := stageReader(s, dialer, s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log)
+	if err != nil {
+		return err
+	}
 	addStage(g, consumer.New(reader, dlq, &consumer.Apply{Store: d.store}, s.stageOptions("apply"), log, reg), reader, dlq)
 
 	w := newStoreWatch(s, d, log, reg)
