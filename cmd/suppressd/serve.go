@@ -23,6 +23,7 @@ import (
 	"github.com/suppressd/suppressd/internal/httplimit"
 	"github.com/suppressd/suppressd/internal/kafkaconn"
 	"github.com/suppressd/suppressd/internal/ops"
+	"github.com/suppressd/suppressd/internal/redisconn"
 	"github.com/suppressd/suppressd/publish"
 	"github.com/suppressd/suppressd/rebuild"
 	"github.com/suppressd/suppressd/store/redisstore"
@@ -71,6 +72,15 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 		return err
 	}
 	defer d.close()
+	// A wrong password or an untrusted certificate does not mend by
+	// waiting: serve does not start on it. Redis out of reach is waited
+	// for (checks answer 503 meanwhile).
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = d.rdb.Ping(pctx).Err()
+	cancel()
+	if errors.Is(err, redisconn.ErrRefused) {
+		return fmt.Errorf("redis at %s: %w", strings.Join(s.Redis.Addrs, ","), err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -480,7 +490,7 @@ func checkTopics(s *settings, transport *kafka.Transport, topics []string) error
 	client := &kafka.Client{Addr: kafka.TCP(s.Kafka.Brokers...), Transport: transport}
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return fmt.Errorf("kafka at %s: %w", strings.Join(s.Kafka.Brokers, ","), err)
+		return s.Kafka.Explain(fmt.Errorf("kafka at %s: %w", strings.Join(s.Kafka.Brokers, ","), err))
 	}
 	var missing []string
 	for _, t := range meta.Topics {

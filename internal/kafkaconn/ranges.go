@@ -27,7 +27,7 @@ func (c Config) Ranges(ctx context.Context, topics []string) ([]Range, error) {
 	client := &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: transport, Timeout: 30 * time.Second}
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", strings.Join(topics, ", "), err)
+		return nil, c.Explain(fmt.Errorf("metadata of %s: %w", strings.Join(topics, ", "), err))
 	}
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for _, t := range meta.Topics {
@@ -78,7 +78,7 @@ func (c Config) ReadRange(ctx context.Context, r Range, fn func(kafka.Message) e
 	for next := r.Start; next < r.End; {
 		msg, err := reader.FetchMessage(ctx)
 		if err != nil {
-			return fmt.Errorf("read %s[%d]@%d: %w", r.Topic, r.Partition, next, err)
+			return c.Explain(fmt.Errorf("read %s[%d]@%d: %w", r.Topic, r.Partition, next, err))
 		}
 		next = msg.Offset + 1
 		if err := fn(msg); err != nil {
@@ -102,7 +102,7 @@ func (c Config) Committed(ctx context.Context, group string, ranges []Range) ([]
 	}
 	resp, err := client.OffsetFetch(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
+		return nil, c.Explain(fmt.Errorf("committed offsets of group %s: %w", group, err))
 	}
 	out := make([]int64, len(ranges))
 	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
