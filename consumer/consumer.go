@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -167,7 +168,10 @@ func New(r Reader, dlq MessageWriter, h Handler, opts Options, log *slog.Logger,
 
 // Run consumes until ctx is cancelled, then finishes the batches in hand
 // (within ShutdownGrace) and returns nil. It returns an error only when the
-// reader fails for good.
+// reader fails for good (it was closed under the consumer): a fetch error
+// is kafka-go telling that a broker or the group coordinator is out of
+// reach, while the reader reconnects and rejoins by itself, so the
+// consumer goes on fetching (a broker restart must not stop the stage).
 //
 // Fetching overlaps handling: while one batch's effect is made, the next is
 // fetched and decoded. Batches are handled and committed in order.
@@ -185,6 +189,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	var fetchErr error
 	go func() {
 		defer close(batches)
+		failed := 0 // fetch errors in a row
 		for {
 			msgs, err := c.fetch(fctx)
 			if len(msgs) > 0 {
@@ -204,8 +209,26 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if fctx.Err() != nil {
 				return
 			}
-			if err != nil {
+			if err == nil {
+				if failed > 0 {
+					c.log.Info("fetching again", "errors", failed)
+				}
+				failed = 0
+				continue
+			}
+			if errors.Is(err, io.EOF) {
 				fetchErr = err
+				return
+			}
+			// kafka-go backs off by itself (partition readers, group
+			// joins); the short pause only keeps a reader that fails
+			// at once from spinning.
+			c.m.retries.WithLabelValues("fetch").Inc()
+			if failed == 0 {
+				c.log.Warn("cannot fetch from Kafka; the reader reconnects and rejoins its group by itself", "err", err)
+			}
+			failed++
+			if !c.pause(fctx, failed-1, min(time.Second, c.opts.BackoffMax)) {
 				return
 			}
 		}
@@ -413,9 +436,14 @@ func (c *Consumer) retry(ctx context.Context, what string, f func() error) error
 // sleep waits a capped exponential backoff with full jitter; false if ctx
 // ended first.
 func (c *Consumer) sleep(ctx context.Context, attempt int) bool {
+	return c.pause(ctx, attempt, c.opts.BackoffMax)
+}
+
+// pause is sleep capped at most instead of BackoffMax.
+func (c *Consumer) pause(ctx context.Context, attempt int, most time.Duration) bool {
 	d := c.opts.BackoffMin << min(attempt, 20)
-	if d <= 0 || d > c.opts.BackoffMax {
-		d = c.opts.BackoffMax
+	if d <= 0 || d > most {
+		d = most
 	}
 	d = time.Duration(rand.Int64N(int64(d)) + 1)
 	t := time.NewTimer(d)

@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer, stage string) *metrics {
 		}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_consumer_retries_total", ConstLabels: cl,
-			Help: "Retries, by what was retried (effect, dead_letter, commit, confirm).",
+			Help: "Retries, by what was retried (effect, dead_letter, commit, confirm, fetch).",
 		}, []string{"what"}),
 		changed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "suppressd_consumer_registers_changed_total", ConstLabels: cl,

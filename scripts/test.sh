@@ -26,6 +26,8 @@
 #     The CA and certificate are made with openssl per run in the temp dir.
 #   plus SUPPRESSD_TEST_SCHEMATHESIS: schemathesis's `st`, installed from PyPI
 #   once into a virtualenv, ${SUPPRESSD_CACHE:-$HOME/.cache/suppressd}/venv.
+#   plus SUPPRESSD_TEST_KAFKA_HOME (the cached jars, whose lib/ a test that
+#   kills a broker starts its own from: internal/testkafka.StartBroker),
 #   plus SUPPRESSD_TEST_REDIS_SERVER (the binary) and SUPPRESSD_TEST_REQUIRE=1,
 #   which makes internal/testenv fail, not skip, a test whose server is missing.
 #
@@ -508,6 +510,7 @@ export SUPPRESSD_TEST_REDIS_ADDR=127.0.0.1:$REDIS_PORT
 export SUPPRESSD_TEST_REDIS_CLUSTER=127.0.0.1:$CLUSTER_PORT1,127.0.0.1:$CLUSTER_PORT2,127.0.0.1:$CLUSTER_PORT3
 export SUPPRESSD_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export SUPPRESSD_TEST_REDIS_SERVER=$REDIS_SERVER
+export SUPPRESSD_TEST_KAFKA_HOME=$KAFKA_HOME
 export SUPPRESSD_TEST_KAFKA_SASL_BROKERS=127.0.0.1:$KAFKA_SASL_PORT
 export SUPPRESSD_TEST_KAFKA_SASL_USERNAME=$KAFKA_SASL_USER
 export SUPPRESSD_TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/suppressd/suppressd/internal/envconf"
 	"github.com/suppressd/suppressd/internal/testenv"
 	"github.com/suppressd/suppressd/internal/testkafka"
 	"github.com/suppressd/suppressd/internal/teststore"
@@ -96,6 +97,24 @@ func serveStoppable(t *testing.T, roles string) (string, *testenv.Buffer, func()
 	t.Helper()
 	s, err := load(roles)
 	require.NoError(t, err)
+	return serveSettings(t, s)
+}
+
+// settingsFrom is load with the variables in env instead of the process's
+// environment: for tests that run in parallel (t.Setenv forbids it).
+func settingsFrom(t *testing.T, env map[string]string, roles string) *settings {
+	t.Helper()
+	var c Config
+	require.NoError(t, envconf.Read(envPrefix, &c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
+	c.Roles, c.rolesFlag = strings.Split(roles, ","), true
+	s, err := c.settle()
+	require.NoError(t, err)
+	return s
+}
+
+// serveSettings is serveStoppable with settings made already.
+func serveSettings(t *testing.T, s *settings) (string, *testenv.Buffer, func()) {
+	t.Helper()
 	logs := &testenv.Buffer{}
 	addr := make(chan string, 1)
 	ctx, stop := context.WithCancel(context.Background())

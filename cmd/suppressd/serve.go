@@ -21,7 +21,9 @@ import (
 	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/consumer"
 	"github.com/suppressd/suppressd/internal/httplimit"
+	"github.com/suppressd/suppressd/internal/kafkaconn"
 	"github.com/suppressd/suppressd/internal/ops"
+	"github.com/suppressd/suppressd/internal/redisconn"
 	"github.com/suppressd/suppressd/publish"
 	"github.com/suppressd/suppressd/rebuild"
 	"github.com/suppressd/suppressd/store/redisstore"
@@ -71,6 +73,15 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 		return err
 	}
 	defer d.close()
+	// A wrong password or an untrusted certificate does not mend by
+	// waiting: serve does not start on it. Redis out of reach is waited
+	// for (checks answer 503 meanwhile).
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = d.rdb.Ping(pctx).Err()
+	cancel()
+	if errors.Is(err, redisconn.ErrRefused) {
+		return fmt.Errorf("redis at %s: %w", strings.Join(s.Redis.Addrs, ","), err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -191,16 +202,23 @@ func offIfZero(n int) int {
 	return n
 }
 
-// stageReader is a consumer group reader of the stages.
-func stageReader(s *settings, dialer *kafka.Dialer, group string, topics []string, log *slog.Logger) *kafka.Reader {
-	return kafka.NewReader(kafka.ReaderConfig{
+// stageReader is a consumer group reader of the stages. Its members leave
+// the group even when the broker was out of reach at the time (see
+// kafkaconn.GroupReader): after a broker restart the stage resumes in
+// seconds instead of waiting out its old member's session timeout.
+func stageReader(s *settings, dialer *kafka.Dialer, group string, topics []string, log *slog.Logger) (*kafkaconn.GroupReader, error) {
+	return s.Kafka.GroupReader(kafka.ReaderConfig{
 		Brokers: s.Kafka.Brokers, GroupID: group, GroupTopics: topics,
 		Dialer: dialer, StartOffset: kafka.FirstOffset, CommitInterval: 0,
 		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond,
 		SessionTimeout: s.Consumer.SessionTimeout,
-		QueueCapacity:  max(100, s.Consumer.BatchSize),
-		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "group", group, "err", fmt.Sprintf(f, a...)) }),
-	})
+		// kafka-go waits this long between attempts to join while the
+		// coordinator is out of reach (default 5s): the most a stage
+		// adds to a broker's return.
+		JoinGroupBackoff: 2 * time.Second,
+		QueueCapacity:    max(100, s.Consumer.BatchSize),
+		ErrorLogger:      kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "group", group, "err", fmt.Sprintf(f, a...)) }),
+	}, log)
 }
 
 func (s *settings) stageOptions(stage string) consumer.Options {
@@ -249,7 +267,10 @@ func addIngest(g *oklogrun.Group, s *settings, log *slog.Logger, reg prometheus.
 		return err
 	}
 	dlq := deadLetterWriter(s, transport)
-	reader := stageReader(s, dialer, s.Consumer.Group, s.Topics.All(), log)
+	reader, err := stageReader(s, dialer, s.Consumer.Group, s.Topics.All(), log)
+	if err != nil {
+		return errors.Join(err, ledgerW.Close())
+	}
 	ing := &consumer.Ingest{Validator: s.validator, Normalizer: s.normalizer, Keyer: s.keyer, Ledger: ledgerW, AdminTopic: s.Topics.Admin}
 	addStage(g, consumer.New(reader, dlq, ing, s.stageOptions("ingest"), log, reg), reader, dlq, ledgerW)
 	if err := addLag(g, s, "ingest", s.Consumer.Group, s.Topics.All(), log, reg); err != nil {
@@ -345,7 +366,10 @@ func addApply(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger, re
 		return fmt.Errorf("SUPPRESSD_STORE_DURABILITY: %w", err)
 	}
 	dlq := deadLetterWriter(s, transport)
-	reader := stageReader(s, dialer, s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log)
+	reader, err := stageReader(s, dialer, s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log)
+	if err != nil {
+		return err
+	}
 	addStage(g, consumer.New(reader, dlq, &consumer.Apply{Store: d.store}, s.stageOptions("apply"), log, reg), reader, dlq)
 	if err := addLag(g, s, "apply", s.Consumer.applyGroup(), []string{s.Topics.Ledger}, log, reg); err != nil {
 		return err
@@ -478,7 +502,7 @@ func checkTopics(s *settings, transport *kafka.Transport, topics []string) error
 	client := &kafka.Client{Addr: kafka.TCP(s.Kafka.Brokers...), Transport: transport}
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return fmt.Errorf("kafka at %s: %w", strings.Join(s.Kafka.Brokers, ","), err)
+		return s.Kafka.Explain(fmt.Errorf("kafka at %s: %w", strings.Join(s.Kafka.Brokers, ","), err))
 	}
 	var missing []string
 	for _, t := range meta.Topics {

@@ -23,6 +23,7 @@ type Range struct {
 // instead of opening new ones each time. It is safe for concurrent use;
 // Close it when done.
 type Admin struct {
+	conf      Config // explains its errors
 	transport *kafka.Transport
 	client    *kafka.Client
 }
@@ -33,7 +34,7 @@ func (c Config) Admin() (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Admin{transport: transport, client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: transport, Timeout: 30 * time.Second}}, nil
+	return &Admin{conf: c, transport: transport, client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: transport, Timeout: 30 * time.Second}}, nil
 }
 
 // Close closes the Admin's idle connections.
@@ -54,7 +55,7 @@ func (c Config) Ranges(ctx context.Context, topics []string) ([]Range, error) {
 func (a *Admin) Ranges(ctx context.Context, topics []string) ([]Range, error) {
 	meta, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", strings.Join(topics, ", "), err)
+		return nil, a.conf.Explain(fmt.Errorf("metadata of %s: %w", strings.Join(topics, ", "), err))
 	}
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for _, t := range meta.Topics {
@@ -105,7 +106,7 @@ func (c Config) ReadRange(ctx context.Context, r Range, fn func(kafka.Message) e
 	for next := r.Start; next < r.End; {
 		msg, err := reader.FetchMessage(ctx)
 		if err != nil {
-			return fmt.Errorf("read %s[%d]@%d: %w", r.Topic, r.Partition, next, err)
+			return c.Explain(fmt.Errorf("read %s[%d]@%d: %w", r.Topic, r.Partition, next, err))
 		}
 		next = msg.Offset + 1
 		if err := fn(msg); err != nil {
@@ -135,7 +136,7 @@ func (a *Admin) Committed(ctx context.Context, group string, ranges []Range) ([]
 	}
 	resp, err := a.client.OffsetFetch(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
+		return nil, a.conf.Explain(fmt.Errorf("committed offsets of group %s: %w", group, err))
 	}
 	out := make([]int64, len(ranges))
 	if errors.Is(resp.Error, kafka.GroupIdNotFound) {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -119,12 +118,29 @@ func explain(err error) error {
 	var verify *tls.CertificateVerificationError
 	msg := err.Error()
 	switch {
-	case strings.HasPrefix(msg, "SUPPRESSD_REDIS_"): // explained already (a cluster's node)
+	case errors.Is(err, ErrRefused), strings.HasPrefix(msg, "SUPPRESSD_REDIS_"): // explained already (a cluster's node)
 		return err
 	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"):
-		return fmt.Errorf("SUPPRESSD_REDIS_USERNAME/SUPPRESSD_REDIS_PASSWORD: authentication failed: %w", err)
+		return &refusedError{what: "SUPPRESSD_REDIS_USERNAME/SUPPRESSD_REDIS_PASSWORD: authentication failed", err: err}
 	case errors.As(err, &verify):
-		return fmt.Errorf("SUPPRESSD_REDIS_TLS_CA_FILE/SUPPRESSD_REDIS_TLS_SERVER_NAME: the server's TLS certificate is not trusted: %w", err)
+		return &refusedError{what: "SUPPRESSD_REDIS_TLS_CA_FILE/SUPPRESSD_REDIS_TLS_SERVER_NAME: the server's TLS certificate is not trusted", err: err}
 	}
 	return err
 }
+
+// ErrRefused is what errors.Is finds in an error of a connection Redis
+// refused for its credentials, or that was refused for Redis's
+// certificate: a setting is wrong, and waiting will not mend it, unlike
+// Redis being out of reach.
+var ErrRefused = errors.New("redis refused the credentials, or its certificate was refused")
+
+// refusedError is a refusal explained: the settings to fix, then what
+// Redis or the TLS stack said.
+type refusedError struct {
+	what string
+	err  error
+}
+
+func (e *refusedError) Error() string        { return e.what + ": " + e.err.Error() }
+func (e *refusedError) Unwrap() error        { return e.err }
+func (e *refusedError) Is(target error) bool { return target == ErrRefused }

@@ -28,9 +28,15 @@ func TestClientExplainsOnlyRefusals(t *testing.T) {
 
 	err := client("wrong").Ping(ctx).Err()
 	require.ErrorContains(t, err, "SUPPRESSD_REDIS_USERNAME/SUPPRESSD_REDIS_PASSWORD: authentication failed: WRONGPASS")
+	require.ErrorIs(t, err, ErrRefused, "a wrong password is a refusal: serve does not start on it")
 
 	rdb := client("right")
 	require.NoError(t, rdb.Ping(ctx).Err())
+	mr.Close()
+	err = rdb.Ping(ctx).Err()
+	require.Error(t, err)
+	require.NotErrorIs(t, err, ErrRefused, "Redis out of reach is waited for, not a refusal")
+	require.NoError(t, mr.Restart())
 	_, err = rdb.Get(ctx, "absent").Result()
 	require.Equal(t, redis.Nil, err, "redis.Nil is returned as itself, for == comparisons")
 	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {

@@ -9,16 +9,7 @@ package smoke
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,24 +43,6 @@ func redisTLSConfig(t *testing.T) redisconn.Config {
 		Addrs: []string{s.Addr}, Username: s.Username, Password: s.Password, TLS: true, TLSCAFile: s.CAFile,
 		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 	}
-}
-
-// untrustedCA writes a freshly made CA certificate, which signed nothing the
-// servers present, and returns its file.
-func untrustedCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "not the test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	file := filepath.Join(t.TempDir(), "other-ca.pem")
-	require.NoError(t, os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	return file
 }
 
 // requireErrorNames checks that err exists and that its text says what is
@@ -175,7 +148,7 @@ func TestSmokeKafkaSASLSSLRefusals(t *testing.T) {
 	})
 	t.Run("untrusted CA", func(t *testing.T) {
 		cfg := kafkaSASLConfig(t)
-		cfg.TLSCAFile = untrustedCA(t)
+		cfg.TLSCAFile = testenv.UntrustedCA(t)
 		dialErr, writeErr := dial(t, cfg)
 		requireErrorNames(t, dialErr, "", "x509", "certificate")
 		requireErrorNames(t, writeErr, "", "x509", "certificate")
@@ -275,7 +248,7 @@ func TestSmokeRedisTLSACLRefusals(t *testing.T) {
 	})
 	t.Run("untrusted CA", func(t *testing.T) {
 		cfg := redisTLSConfig(t)
-		cfg.TLSCAFile = untrustedCA(t)
+		cfg.TLSCAFile = testenv.UntrustedCA(t)
 		requireErrorNames(t, ping(t, cfg), "SUPPRESSD_REDIS_TLS", "x509", "certificate")
 	})
 	t.Run("no TLS", func(t *testing.T) {

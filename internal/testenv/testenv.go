@@ -8,13 +8,22 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -26,6 +35,7 @@ const (
 	EnvKafka        = "SUPPRESSD_TEST_KAFKA_BROKERS" // comma-separated host:port of Kafka brokers
 	EnvRequire      = "SUPPRESSD_TEST_REQUIRE"       // "1": a missing server is a failure, not a skip
 	EnvRedisServer  = "SUPPRESSD_TEST_REDIS_SERVER"  // path of the redis-server binary, for tests that start their own
+	EnvKafkaHome    = "SUPPRESSD_TEST_KAFKA_HOME"    // directory whose lib/ holds the Kafka jars, for tests that start a broker of their own
 
 	// The broker's SASL_SSL listener (SCRAM-SHA-512 over TLS); the same
 	// broker as EnvKafka, whose PLAINTEXT listener stays as it is.
@@ -82,6 +92,13 @@ func RedisServerPath(t testing.TB) string {
 	return lookup(t, EnvRedisServer, "redis-server")
 }
 
+// KafkaHome returns the directory of the Kafka jars the test command
+// resolved (its lib/ holds them), or skips/fails the test.
+func KafkaHome(t testing.TB) string {
+	t.Helper()
+	return lookup(t, EnvKafkaHome, "the Kafka jars")
+}
+
 // KafkaSASLListener is the broker's SASL_SSL listener: what a
 // kafkaconn.Config needs (SASLMechanism, SASLUsername, SASLPassword, TLS on,
 // TLSCAFile).
@@ -126,6 +143,31 @@ func RedisTLS(t testing.TB) SecureRedis {
 		Password: lookup(t, EnvRedisTLSPassword, what),
 		CAFile:   lookup(t, EnvRedisTLSCAFile, what),
 	}
+}
+
+// UntrustedCA writes a freshly made CA certificate, which signed nothing
+// the test command's servers present, and returns its file: a client that
+// trusts only it must refuse their certificates.
+func UntrustedCA(t testing.TB) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "not the test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "other-ca.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
 
 // Schemathesis returns the path of schemathesis's `st` executable, or
