@@ -6,8 +6,9 @@
 --          for a whole one
 -- KEYS[2..] buckets of the group (hashes: field = the rest of a storage key,
 --          value = the record)
--- ARGV     quadruples: index into KEYS, field, changes (entries in the record
---          layout of codec.go), number of entries
+-- ARGV     quadruples: index into KEYS, field, changes (a record in the
+--          layout of codec.go: the format byte, then entries), number of
+--          entries; a bucket's fields are neighbours
 -- returns  the number of changes that altered a record
 --
 -- The merge rule is the domain's (suppression.ScopeState.Apply), written
@@ -133,9 +134,12 @@ for i = 1, #ARGV, 4 do
   local key = KEYS[tonumber(ARGV[i])]
   local field = ARGV[i + 1]
   -- The caller has already merged the batch's changes for this field into
-  -- one reduced state (ARGV[i + 2], with ARGV[i + 3] entries); a field seen
-  -- for the first time, the common case, takes it as it is.
-  if redis.call('HSETNX', key, field, char(FORMAT) .. ARGV[i + 2]) == 1 then
+  -- one reduced state (ARGV[i + 2], with ARGV[i + 3] entries), written as a
+  -- record; a field seen for the first time, the common case, takes it as
+  -- it is. (The caller ships with this script, whose SHA names it: its
+  -- changes are in this script's format.)
+  local changes = ARGV[i + 2]
+  if redis.call('HSETNX', key, field, changes) == 1 then
     changed = changed + tonumber(ARGV[i + 3])
   else
     local cur = redis.call('HGET', key, field)
@@ -143,7 +147,7 @@ for i = 1, #ARGV, 4 do
       return redis.error_reply('record format ' .. byte(cur, 1) .. ' is not ' .. FORMAT)
     end
     local entries = decode(cur, 2, {})
-    local changes = decode(ARGV[i + 2], 1, {})
+    changes = decode(changes, 2, {})
     local dirty = false
     for j = 1, #changes do
       local ok

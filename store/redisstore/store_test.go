@@ -174,11 +174,18 @@ func TestLocate(t *testing.T) {
 			marker := n.marker(loc.group)
 			require.True(t, strings.HasPrefix(marker, "sd:g1:{"), marker)
 			require.Equal(t, marker+"acme:", loc.bucket[:len(marker)+5], "a bucket shares its group's hash tag")
+			require.Equal(t, marker+"acme:"+hexDigits(top(key(i))>>(24-bits), bits), loc.bucket, "bucket names never change: stored data is found by them")
 			require.Len(t, loc.field, 16)
 			buckets[loc.bucket] = true
 		}
 		require.LessOrEqual(t, len(buckets), 1<<bits)
 		require.Greater(t, len(buckets), min(1<<bits, 5000)/2, "keys spread over the buckets")
+	}
+	sk := suppression.StorageKey{0xab, 0xcd, 0xef, 1}
+	for bits, want := range map[int]string{16: "sd:g1:{ab}acme:abcd", 12: "sd:g1:{ab}acme:abc", 24: "sd:g1:{ab}acme:abcdef", 5: "sd:g1:{15}acme:15"} {
+		opts := Options{BucketBits: bits, GroupBits: min(8, bits)}
+		require.NoError(t, opts.setDefaults())
+		require.Equal(t, want, names{opts: opts, gen: "g1"}.locate("acme", sk).bucket, "bits %d", bits)
 	}
 	_, err := New(nil, Options{BucketBits: 25})
 	require.ErrorContains(t, err, "bucket bits 25")
