@@ -15,8 +15,12 @@
 -- again here so concurrent writers cannot interleave between read and write;
 -- the Go tests run both on random event sets and require the same states.
 
-local FORMAT = 1
+-- Records are written in format 2 and read in format 1 or 2 (codec.go):
+-- they differ only in how a source is written, which the rule never reads,
+-- so an entry keeps its source as encoded (src), in format 2's form.
+local FORMAT = 2
 local LIFT = 128
+local CODES = 240 -- format 2: a source byte from here on is a code, alone
 -- reason codes that only an admin lift naming them can lift:
 -- restriction 4, erasure 5, complaint 6, minor 9
 local STICKY = {[4] = true, [5] = true, [6] = true, [9] = true}
@@ -36,7 +40,7 @@ local function be32(n)
   return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
 end
 
-local function decode(s, pos, out)
+local function decode(s, pos, out, format)
   local n = #s
   while pos <= n do
     local sl = byte(s, pos)
@@ -46,9 +50,18 @@ local function decode(s, pos, out)
     local at = (a1 * 256 + a2) * P32 + u32(s, pos + 4)
     local hi, lo = u32(s, pos + 8), u32(s, pos + 12)
     local srcl = byte(s, pos + 16)
-    pos = pos + 17
-    local src = string.sub(s, pos, pos + srcl - 1)
-    pos = pos + srcl
+    local src
+    if format >= 2 and srcl >= CODES then
+      src = char(srcl)
+      pos = pos + 17
+    elseif srcl >= CODES then
+      -- format 1 kept up to 255 bytes; format 2 keeps 239, as codec.go cuts
+      src = char(CODES - 1) .. string.sub(s, pos + 17, pos + 16 + CODES - 1)
+      pos = pos + 17 + srcl
+    else
+      src = string.sub(s, pos + 16, pos + 16 + srcl)
+      pos = pos + 17 + srcl
+    end
     out[#out + 1] = {scope = scope, kind = kind, origin = origin, at = at, hi = hi, lo = lo, src = src}
   end
   return out
@@ -60,7 +73,7 @@ local function encode(entries)
     local e = entries[i]
     local ahi = floor(e.at / P32)
     parts[#parts + 1] = char(#e.scope) .. e.scope .. char(e.kind, e.origin, floor(ahi / 256), ahi % 256) ..
-      be32(e.at - ahi * P32) .. be32(e.hi) .. be32(e.lo) .. char(#e.src) .. e.src
+      be32(e.at - ahi * P32) .. be32(e.hi) .. be32(e.lo) .. e.src
   end
   return table.concat(parts)
 end
@@ -143,11 +156,12 @@ for i = 1, #ARGV, 4 do
     changed = changed + tonumber(ARGV[i + 3])
   else
     local cur = redis.call('HGET', key, field)
-    if byte(cur, 1) ~= FORMAT then
-      return redis.error_reply('record format ' .. byte(cur, 1) .. ' is not ' .. FORMAT)
+    local format = byte(cur, 1)
+    if format ~= 1 and format ~= FORMAT then
+      return redis.error_reply('record format ' .. format .. ' is not 1 or ' .. FORMAT)
     end
-    local entries = decode(cur, 2, {})
-    changes = decode(changes, 2, {})
+    local entries = decode(cur, 2, {}, format)
+    changes = decode(changes, 2, {}, FORMAT)
     local dirty = false
     for j = 1, #changes do
       local ok
