@@ -45,9 +45,11 @@ import (
 	"github.com/suppressd/suppressd/suppression"
 )
 
-// LayoutVersion names the bucketing, the key names and the record format:
-// bump it whenever any of them changes. Version 2 moved the namespace out of
-// the hash tag, so a group's marker shares its buckets' slot.
+// LayoutVersion names the bucketing and the key names: bump it whenever
+// either changes. Version 2 moved the namespace out of the hash tag, so a
+// group's marker shares its buckets' slot. The record format is versioned
+// by each record's first byte instead (codec.go): a build reads every
+// format it knows, so a new one needs no new layout.
 const LayoutVersion = 2
 
 // Options configure a Store. The zero value plus a client is usable.
