@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol"
 
 	"github.com/suppressd/suppressd/consumer"
@@ -41,6 +42,9 @@ type benchLedger struct {
 	keys    int     // storage keys over all records
 	value   float64 // mean encoded record (the message's value), bytes
 	onTopic float64 // mean record on the topic: key, value and Kafka's record and batch framing
+	// the same, had the batch been compressed with zstd (the storage
+	// keys, random bytes, do not compress)
+	onTopicZstd float64
 }
 
 var (
@@ -71,7 +75,7 @@ func makeBenchLedger(b *testing.B, n int) benchLedger {
 		keyer := suppression.NewKeyer(benchPepper)
 		at := time.Now().Add(-time.Hour)
 		msgs := []kafka.Message{consumer.GenesisMessage(at.Add(-time.Hour))}
-		var sample []protocol.Record
+		var sample []kafka.Message
 		var valueBytes int
 		for i := range n {
 			e, err := benchmix.Event(i, at)
@@ -91,7 +95,7 @@ func makeBenchLedger(b *testing.B, n int) benchLedger {
 			valueBytes += len(value)
 			msg := kafka.Message{Key: rec.Keys[0][:], Value: value, Time: rec.Reference}
 			if len(sample) < ledgerBatch {
-				sample = append(sample, protocol.Record{Time: msg.Time, Key: protocol.NewBytes(msg.Key), Value: protocol.NewBytes(msg.Value)})
+				sample = append(sample, msg)
 			}
 			msgs = append(msgs, msg)
 			if len(msgs) == 10_000 || i == n-1 {
@@ -105,12 +109,21 @@ func makeBenchLedger(b *testing.B, n int) benchLedger {
 		// A topic holds the record batches as the producer sent them
 		// (uncompressed here): the batch of a partition, framing and all,
 		// divided by its records.
-		var buf bytes.Buffer
-		rs := protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(sample...)}
-		if _, err := rs.WriteTo(&buf); err != nil {
-			b.Fatal(err)
+		for _, c := range []struct {
+			codec compress.Compression
+			size  *float64
+		}{{0, &l.onTopic}, {compress.Zstd, &l.onTopicZstd}} {
+			recs := make([]protocol.Record, len(sample))
+			for i, m := range sample {
+				recs[i] = protocol.Record{Time: m.Time, Key: protocol.NewBytes(m.Key), Value: protocol.NewBytes(m.Value)}
+			}
+			var buf bytes.Buffer
+			rs := protocol.RecordSet{Version: 2, Attributes: protocol.Attributes(c.codec), Records: protocol.NewRecordReader(recs...)}
+			if _, err := rs.WriteTo(&buf); err != nil {
+				b.Fatal(err)
+			}
+			*c.size = float64(buf.Len()) / float64(len(sample))
 		}
-		l.onTopic = float64(buf.Len()) / float64(len(sample))
 		ledgerMade = l
 	})
 	if ledgerMade.topic == "" {
@@ -220,6 +233,7 @@ func BenchmarkRebuild(b *testing.B) {
 			b.ReportMetric(float64(heapPeak)/(1<<20), "heap-peak-MiB")
 			b.ReportMetric(l.value, "ledger-value-bytes/record")
 			b.ReportMetric(l.onTopic, "ledger-topic-bytes/record")
+			b.ReportMetric(l.onTopicZstd, "ledger-topic-zstd-bytes/record")
 		})
 	}
 }
