@@ -84,7 +84,8 @@ type DeadLetter struct {
 type EventInfo struct {
 	Type       suppression.EventType
 	OccurredAt time.Time
-	Clamped    bool // its time was after its reference time (see Reference)
+	Reference  time.Time // when it reached its intake topic, as ingest judged it (see Reference)
+	Clamped    bool      // its time was after its reference time
 }
 
 // Options tune a Consumer. The zero value is usable.
@@ -342,6 +343,9 @@ func (c *Consumer) process(ctx context.Context, b *Batch) error {
 	for _, e := range b.Events {
 		c.m.events.WithLabelValues(string(e.Type), outcomeApplied).Inc()
 		c.m.freshness.Observe(max(0, now.Sub(e.OccurredAt).Seconds()))
+		if !e.Reference.IsZero() {
+			c.m.delay.Observe(max(0, now.Sub(e.Reference).Seconds()))
+		}
 	}
 	return nil
 }

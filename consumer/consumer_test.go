@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
@@ -272,9 +273,40 @@ func TestEventsBecomeVisible(t *testing.T) {
 				require.Equal(t, suppression.ReasonErasure, m.Reason)
 				require.Equal(t, suppression.ScopeGlobal, m.Scope)
 			}
-			require.Greater(t, testutil.CollectAndCount(h.reg, "suppressd_optout_freshness_seconds"), 0)
+			// The person acted a minute before the events were published:
+			// the freshness counts that minute, the delay (from intake)
+			// does not, and the apply stage's delay spans both stages.
+			fresh, delay, ingestDelay := histogram(t, h.reg, "suppressd_optout_freshness_seconds", "apply"),
+				histogram(t, h.reg, "suppressd_consumer_delay_seconds", "apply"), histogram(t, h.reg, "suppressd_consumer_delay_seconds", "ingest")
+			require.EqualValues(t, 3, fresh.GetSampleCount())
+			require.EqualValues(t, 3, delay.GetSampleCount())
+			require.EqualValues(t, 3, ingestDelay.GetSampleCount())
+			require.GreaterOrEqual(t, fresh.GetSampleSum(), 3*60.0)
+			require.Less(t, delay.GetSampleSum(), 3*30.0, "the delay starts when the event reached its intake topic")
+			require.GreaterOrEqual(t, delay.GetSampleSum(), ingestDelay.GetSampleSum(), "applied after it was ingested")
 		})
 	}
+}
+
+// histogram returns a stage's histogram of the named metric.
+func histogram(t *testing.T, reg *prometheus.Registry, name, stage string) *dto.Histogram {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "stage" && l.GetValue() == stage {
+					return m.GetHistogram()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{stage=%q}", name, stage)
+	return nil
 }
 
 // TestOrderingConverges publishes a random history out of order, with

@@ -43,7 +43,7 @@ func (in *Ingest) Prepare(b *Batch, now time.Time) {
 			continue
 		}
 		msgs = append(msgs, kafka.Message{Key: rec.Keys[0][:], Value: value, Time: rec.Reference})
-		b.Events = append(b.Events, EventInfo{Type: rec.Type, OccurredAt: rec.OccurredAt, Clamped: rec.Clamped})
+		b.Events = append(b.Events, EventInfo{Type: rec.Type, OccurredAt: rec.OccurredAt, Reference: rec.Reference, Clamped: rec.Clamped})
 	}
 	b.Work = msgs
 }
@@ -112,7 +112,7 @@ func (a *Apply) Prepare(b *Batch, _ time.Time) {
 			continue
 		}
 		w.writes = rec.AppendWrites(w.writes)
-		b.Events = append(b.Events, EventInfo{Type: rec.Type, OccurredAt: rec.OccurredAt})
+		b.Events = append(b.Events, EventInfo{Type: rec.Type, OccurredAt: rec.OccurredAt, Reference: rec.Reference})
 	}
 	b.Work = w
 }

@@ -11,6 +11,7 @@ type metrics struct {
 	deadLetters  *prometheus.CounterVec // by source topic
 	effectErrors prometheus.Counter     // failed attempts at a batch's effect (each retried)
 	freshness    prometheus.Histogram   // occurred_at to the effect made
+	delay        prometheus.Histogram   // the reference time (intake) to the effect made
 	retries      *prometheus.CounterVec // by what was retried
 	changed      prometheus.Counter     // registers that changed
 	clamped      *prometheus.CounterVec // events dated after their reference time, by action
@@ -57,6 +58,11 @@ func newMetrics(reg prometheus.Registerer, stage string) *metrics {
 			// 5 ms to 48 h: Gmail's deadline is 48 h, CAN-SPAM's 10 business days.
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600},
 		}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "suppressd_consumer_delay_seconds", ConstLabels: cl,
+			Help:    "Seconds from the event's reference time (when it reached its intake topic, as ingest judged it; carried by the ledger record) to the stage's effect: stage apply is intake to visible in the store, both stages together. Unlike the freshness, a publisher's own lateness is not in it.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600},
+		}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_consumer_retries_total", ConstLabels: cl,
 			Help: "Retries, by what was retried (effect, dead_letter, commit, confirm, fetch).",
@@ -78,7 +84,7 @@ func newMetrics(reg prometheus.Registerer, stage string) *metrics {
 			Help: "Batches whose effect is made but not yet confirmed durable, so not committed.",
 		}),
 	}
-	reg.MustRegister(m.events, m.applyTime, m.batchSize, m.deadLetters, m.effectErrors, m.freshness, m.retries,
+	reg.MustRegister(m.events, m.applyTime, m.batchSize, m.deadLetters, m.effectErrors, m.freshness, m.delay, m.retries,
 		m.changed, m.clamped, m.unconfirmed, m.pending)
 	return m
 }

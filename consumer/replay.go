@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -24,18 +26,43 @@ var ErrLedgerIncomplete = errors.New("the ledger has no genesis record: it may b
 type LedgerSource struct {
 	Kafka kafkaconn.Config
 	Topic string
-	// BatchSize is how many writes are applied together. Default 5000.
+	// BatchSize is how many writes are applied together. Default 50,000
+	// (about 7 MB): the Redis store makes a script call per slot group and
+	// batch, sorted by bucket, so the bigger the batch, the more keys a
+	// call carries and the more of them land in a bucket already in the
+	// server's cache (Redis spent 2.2 µs a key at 87,000 writes a batch,
+	// 3.2 at 3,500).
 	BatchSize int
+	// Readers is how many partitions are read and decoded at once. Default
+	// 2.
+	Readers int
+	// Appliers is how many batches are applied at once. Default 2: while
+	// the store works on one batch, the next is encoded and on its way.
+	Appliers int
 	// AllowIncomplete replays a ledger without a genesis record.
 	AllowIncomplete bool
 }
 
-// Replay implements rebuild.Source: every partition in turn, up to the end
-// offsets noted when it starts. A record this build cannot read is counted
-// invalid (it was dead-lettered by the apply stage too).
+// replayBatch is a batch of writes and how many records it covers.
+type replayBatch struct {
+	writes []suppression.Write
+	events int
+}
+
+// Replay implements rebuild.Source: every partition up to the end offset
+// noted when it starts, several partitions and batches at once (apply is
+// called concurrently: the merge rule makes the order of the writes
+// irrelevant). A record this build cannot read is counted invalid (it was
+// dead-lettered by the apply stage too).
 func (s LedgerSource) Replay(ctx context.Context, total func(int64), apply func([]suppression.Write, int) error) (read, invalid int64, err error) {
 	if s.BatchSize <= 0 {
-		s.BatchSize = 5000
+		s.BatchSize = 50_000
+	}
+	if s.Readers <= 0 {
+		s.Readers = 2
+	}
+	if s.Appliers <= 0 {
+		s.Appliers = 2
 	}
 	ranges, err := s.Kafka.Ranges(ctx, []string{s.Topic})
 	if err != nil {
@@ -46,45 +73,102 @@ func (s LedgerSource) Replay(ctx context.Context, total func(int64), apply func(
 		n += r.End - r.Start
 	}
 	total(n)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var (
-		writes  []suppression.Write
-		pending int
-		genesis bool
+		readN, invalidN atomic.Int64
+		genesis         atomic.Bool
+		readers         sync.WaitGroup
+		appliers        sync.WaitGroup
+		todo            = make(chan kafkaconn.Range, len(ranges))
+		// At most Readers batches filling, one waiting and Appliers being
+		// applied: about 7 MB each at the default BatchSize.
+		batches = make(chan replayBatch, 1)
+		// Applied batches' slices are filled again: a rebuild's garbage
+		// is then its records, not its batches.
+		free = make(chan []suppression.Write, s.Readers+s.Appliers+1)
 	)
-	flush := func() error {
-		if pending == 0 {
-			return nil
+	newWrites := func() []suppression.Write {
+		select {
+		case w := <-free:
+			return w[:0]
+		default:
+			return make([]suppression.Write, 0, s.BatchSize+64)
 		}
-		err := apply(writes, pending)
-		writes, pending = writes[:0], 0
-		return err
 	}
 	for _, r := range ranges {
-		err := s.Kafka.ReadRange(ctx, r, func(msg kafka.Message) error {
-			read++
-			pending++
-			rec, err := ledger.Decode(msg.Value)
-			switch {
-			case errors.Is(err, ledger.ErrGenesis):
-				genesis = true
-			case err != nil:
-				invalid++
-			default:
-				writes = rec.AppendWrites(writes)
-			}
-			if len(writes) >= s.BatchSize {
-				return flush()
-			}
-			return nil
-		})
-		if err != nil {
-			return read, invalid, err
-		}
+		todo <- r
 	}
-	if err := flush(); err != nil {
+	close(todo)
+	for range min(s.Readers, max(1, len(ranges))) {
+		readers.Go(func() {
+			var b replayBatch
+			send := func() error {
+				if b.events == 0 {
+					return nil
+				}
+				select {
+				case batches <- b:
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+				b = replayBatch{writes: newWrites()}
+				return nil
+			}
+			b.writes = newWrites()
+			for r := range todo {
+				err := s.Kafka.ReadRange(ctx, r, func(msg kafka.Message) error {
+					readN.Add(1)
+					b.events++
+					rec, err := ledger.Decode(msg.Value)
+					switch {
+					case errors.Is(err, ledger.ErrGenesis):
+						genesis.Store(true)
+					case err != nil:
+						invalidN.Add(1)
+					default:
+						b.writes = rec.AppendWrites(b.writes)
+					}
+					if len(b.writes) >= s.BatchSize {
+						return send()
+					}
+					return nil
+				})
+				if err != nil {
+					cancel(err)
+					return
+				}
+			}
+			if err := send(); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	go func() { readers.Wait(); close(batches) }()
+	for range s.Appliers {
+		appliers.Go(func() {
+			for b := range batches {
+				if ctx.Err() != nil {
+					continue // drain, so the readers finish
+				}
+				if err := apply(b.writes, b.events); err != nil {
+					cancel(err)
+				}
+				clear(b.writes) // drop the strings they hold
+				select {
+				case free <- b.writes:
+				default:
+				}
+			}
+		})
+	}
+	appliers.Wait()
+	read, invalid = readN.Load(), invalidN.Load()
+	if err := context.Cause(ctx); err != nil {
 		return read, invalid, err
 	}
-	if !genesis && !s.AllowIncomplete {
+	if !genesis.Load() && !s.AllowIncomplete {
 		return read, invalid, ErrLedgerIncomplete
 	}
 	return read, invalid, nil

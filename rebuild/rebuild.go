@@ -53,7 +53,10 @@ type Source interface {
 	// events the batch covers, valid or not), and returns how many events
 	// it read and how many it skipped as invalid (they went to the
 	// dead-letter topic when first consumed). total is told how many events
-	// the replay covers once it knows.
+	// the replay covers once it knows. apply may be called from several
+	// goroutines at once: the merge rule makes the order of writes
+	// irrelevant, and a replay that does not wait for one batch before
+	// reading the next is what keeps the store busy.
 	Replay(ctx context.Context, total func(int64), apply func(writes []suppression.Write, events int) error) (read, invalid int64, err error)
 }
 

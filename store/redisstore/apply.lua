@@ -6,16 +6,21 @@
 --          for a whole one
 -- KEYS[2..] buckets of the group (hashes: field = the rest of a storage key,
 --          value = the record)
--- ARGV     quadruples: index into KEYS, field, changes (entries in the record
---          layout of codec.go), number of entries
+-- ARGV     quadruples: index into KEYS, field, changes (a record in the
+--          layout of codec.go: the format byte, then entries), number of
+--          entries; a bucket's fields are neighbours
 -- returns  the number of changes that altered a record
 --
 -- The merge rule is the domain's (suppression.ScopeState.Apply), written
 -- again here so concurrent writers cannot interleave between read and write;
 -- the Go tests run both on random event sets and require the same states.
 
-local FORMAT = 1
+-- Records are written in format 2 and read in format 1 or 2 (codec.go):
+-- they differ only in how a source is written, which the rule never reads,
+-- so an entry keeps its source as encoded (src), in format 2's form.
+local FORMAT = 2
 local LIFT = 128
+local CODES = 240 -- format 2: a source byte from here on is a code, alone
 -- reason codes that only an admin lift naming them can lift:
 -- restriction 4, erasure 5, complaint 6, minor 9
 local STICKY = {[4] = true, [5] = true, [6] = true, [9] = true}
@@ -35,7 +40,7 @@ local function be32(n)
   return char(floor(n / 16777216) % 256, floor(n / 65536) % 256, floor(n / 256) % 256, n % 256)
 end
 
-local function decode(s, pos, out)
+local function decode(s, pos, out, format)
   local n = #s
   while pos <= n do
     local sl = byte(s, pos)
@@ -45,9 +50,18 @@ local function decode(s, pos, out)
     local at = (a1 * 256 + a2) * P32 + u32(s, pos + 4)
     local hi, lo = u32(s, pos + 8), u32(s, pos + 12)
     local srcl = byte(s, pos + 16)
-    pos = pos + 17
-    local src = string.sub(s, pos, pos + srcl - 1)
-    pos = pos + srcl
+    local src
+    if format >= 2 and srcl >= CODES then
+      src = char(srcl)
+      pos = pos + 17
+    elseif srcl >= CODES then
+      -- format 1 kept up to 255 bytes; format 2 keeps 239, as codec.go cuts
+      src = char(CODES - 1) .. string.sub(s, pos + 17, pos + 16 + CODES - 1)
+      pos = pos + 17 + srcl
+    else
+      src = string.sub(s, pos + 16, pos + 16 + srcl)
+      pos = pos + 17 + srcl
+    end
     out[#out + 1] = {scope = scope, kind = kind, origin = origin, at = at, hi = hi, lo = lo, src = src}
   end
   return out
@@ -59,7 +73,7 @@ local function encode(entries)
     local e = entries[i]
     local ahi = floor(e.at / P32)
     parts[#parts + 1] = char(#e.scope) .. e.scope .. char(e.kind, e.origin, floor(ahi / 256), ahi % 256) ..
-      be32(e.at - ahi * P32) .. be32(e.hi) .. be32(e.lo) .. char(#e.src) .. e.src
+      be32(e.at - ahi * P32) .. be32(e.hi) .. be32(e.lo) .. e.src
   end
   return table.concat(parts)
 end
@@ -133,17 +147,21 @@ for i = 1, #ARGV, 4 do
   local key = KEYS[tonumber(ARGV[i])]
   local field = ARGV[i + 1]
   -- The caller has already merged the batch's changes for this field into
-  -- one reduced state (ARGV[i + 2], with ARGV[i + 3] entries); a field seen
-  -- for the first time, the common case, takes it as it is.
-  if redis.call('HSETNX', key, field, char(FORMAT) .. ARGV[i + 2]) == 1 then
+  -- one reduced state (ARGV[i + 2], with ARGV[i + 3] entries), written as a
+  -- record; a field seen for the first time, the common case, takes it as
+  -- it is. (The caller ships with this script, whose SHA names it: its
+  -- changes are in this script's format.)
+  local changes = ARGV[i + 2]
+  if redis.call('HSETNX', key, field, changes) == 1 then
     changed = changed + tonumber(ARGV[i + 3])
   else
     local cur = redis.call('HGET', key, field)
-    if byte(cur, 1) ~= FORMAT then
-      return redis.error_reply('record format ' .. byte(cur, 1) .. ' is not ' .. FORMAT)
+    local format = byte(cur, 1)
+    if format ~= 1 and format ~= FORMAT then
+      return redis.error_reply('record format ' .. format .. ' is not 1 or ' .. FORMAT)
     end
-    local entries = decode(cur, 2, {})
-    local changes = decode(ARGV[i + 2], 1, {})
+    local entries = decode(cur, 2, {}, format)
+    changes = decode(changes, 2, {}, FORMAT)
     local dirty = false
     for j = 1, #changes do
       local ok

@@ -11,7 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/suppressd/suppressd/internal/benchmix"
 	"github.com/suppressd/suppressd/internal/testenv"
+	"github.com/suppressd/suppressd/internal/testredis"
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -92,33 +94,126 @@ func BenchmarkGet(b *testing.B) {
 	b.ReportMetric(float64(b.N*len(keys))/b.Elapsed().Seconds(), "keys/s")
 }
 
-// BenchmarkMemoryPerKey loads SUPPRESSD_BENCH_KEYS (default 1,000,000) keys,
-// one global unsubscribe each, into a flushed standalone server and reports
-// INFO used_memory growth per key. It needs the server to itself: it runs
-// FLUSHALL.
-func BenchmarkMemoryPerKey(b *testing.B) {
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(b)})
-	defer rdb.Close()
-	ctx := context.Background()
-	n := 1_000_000
-	if v, err := strconv.Atoi(strings.TrimSpace(getenv("SUPPRESSD_BENCH_KEYS"))); err == nil && v > 0 {
-		n = v
+// mixWrites returns the writes of the apply stage for identifiers [from,
+// from+n) of the mix (internal/benchmix), under a pepper, as the ledger
+// carries them: one global unsubscribe on each match key. Also how many
+// keys they are.
+func mixWrites(b *testing.B, from, n int) []suppression.Write {
+	b.Helper()
+	var norm suppression.Normalizer
+	keyer := suppression.NewKeyer([]byte("memory-benchmark-pepper"))
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	ws := make([]suppression.Write, 0, n*2)
+	var sks []suppression.StorageKey
+	for i := from; i < from+n; i++ {
+		e, err := benchmix.Event(i, at)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mks, err := norm.Expand(e.Identifiers...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ch := e.Change()
+		for _, sk := range keyer.StorageKeys(sks[:0], mks) {
+			ws = append(ws, suppression.Write{Namespace: e.Namespace, Key: sk, Scope: e.Scopes[0], Change: ch})
+		}
 	}
-	for i := 0; i < b.N; i++ {
-		if err := rdb.FlushAll(ctx).Err(); err != nil {
-			b.Fatal(err)
+	return ws
+}
+
+// commandStats returns INFO commandstats' calls and microseconds per
+// command.
+func commandStats(b *testing.B, rdb *redis.Client) map[string][2]float64 {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string][2]float64{}
+	for _, line := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+		if !ok || name == line {
+			continue
 		}
-		if err := rdb.ConfigSet(ctx, "hash-max-listpack-entries", "512").Err(); err != nil {
-			b.Fatal(err)
-		}
-		s := buildStore(b, rdb, Options{})
-		before := usedMemory(b, rdb)
-		for from := 0; from < n; from += 5000 {
-			if _, err := s.Apply(ctx, benchWrites(from, min(5000, n-from))); err != nil {
-				b.Fatal(err)
+		var calls, usec float64
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			f, _ := strconv.ParseFloat(v, 64)
+			switch k {
+			case "calls":
+				calls = f
+			case "usec":
+				usec = f
 			}
 		}
-		after := usedMemory(b, rdb)
-		b.ReportMetric(float64(after-before)/float64(n), "bytes/key")
+		out[name] = [2]float64{calls, usec}
+	}
+	return out
+}
+
+// BenchmarkMemory loads SUPPRESSD_BENCH_IDENTIFIERS (default 1,000,000)
+// identifiers of the mix (80 % emails, a third of them Gmail, 20 % phones:
+// 1.73 match keys each), one global unsubscribe each, into a redis-server
+// of its own configured as docs/operations.md says
+// (hash-max-listpack-entries 512, hash-max-listpack-value 256), and reports
+// INFO used_memory's growth per match key and per identifier, and the time
+// Redis spent applying them (INFO commandstats: the scripts, and the
+// HSETNX/HSET inside them), per key. Twice: with the unsubscribe link's
+// source, which records name in a byte, and with another of the same
+// length, which they spell out.
+func BenchmarkMemory(b *testing.B) {
+	n := 1_000_000
+	if v, err := strconv.Atoi(strings.TrimSpace(getenv("SUPPRESSD_BENCH_IDENTIFIERS"))); err == nil && v > 0 {
+		n = v
+	}
+	chunk := 5000 // identifiers per batch
+	if v, err := strconv.Atoi(getenv("SUPPRESSD_BENCH_CHUNK")); err == nil && v > 0 {
+		chunk = v
+	}
+	var batches [][]suppression.Write
+	keys := 0
+	for from := 0; from < n; from += chunk {
+		ws := mixWrites(b, from, min(chunk, n-from))
+		keys += len(ws)
+		batches = append(batches, ws)
+	}
+	for _, source := range []string{benchmix.Source, "/consent-platform"} {
+		b.Run("source="+source, func(b *testing.B) {
+			for _, ws := range batches {
+				for i := range ws {
+					ws[i].Change.Source = source
+				}
+			}
+			ctx := context.Background()
+			for i := 0; i < b.N; i++ {
+				srv := testredis.StartVolatile(b)
+				rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+				for k, v := range map[string]string{"hash-max-listpack-entries": "512", "hash-max-listpack-value": "256"} {
+					if err := rdb.ConfigSet(ctx, k, v).Err(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				s := buildStore(b, rdb, Options{})
+				if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+					b.Fatal(err)
+				}
+				before := usedMemory(b, rdb)
+				for _, ws := range batches {
+					if _, err := s.Apply(ctx, ws); err != nil {
+						b.Fatal(err)
+					}
+				}
+				after := usedMemory(b, rdb)
+				stats := commandStats(b, rdb)
+				b.ReportMetric(float64(after-before)/float64(keys), "bytes/key")
+				b.ReportMetric(float64(after-before)/float64(n), "bytes/identifier")
+				b.ReportMetric(float64(keys)/float64(n), "keys/identifier")
+				b.ReportMetric(stats["evalsha"][1]/float64(keys), "redis-script-us/key")
+				b.ReportMetric((stats["hsetnx"][1]+stats["hset"][1]+stats["hget"][1])/float64(keys), "redis-hash-us/key")
+				_ = rdb.Close()
+				srv.Stop()
+			}
+		})
 	}
 }

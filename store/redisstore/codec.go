@@ -19,12 +19,49 @@ import (
 //	u8 origin code
 //	u48 occurred_at     (Unix ms, big-endian)
 //	u32 tag high, u32 tag low
-//	u8 len, source
+//	source              (format 2: u8 len 0 to 239, then the source; or a
+//	                    u8 code 240 to 255 naming a source of wellKnownSources.
+//	                    Format 1: u8 len, then the source)
 //
 // The Lua script reads and writes the same layout (apply.lua), and the
-// changes it is asked to apply travel as entries too. Codes are part of the
+// changes it is asked to apply travel as records too. Codes are part of the
 // stored format: never renumber them, only append.
-const recordFormat = 1
+//
+// Format 2 names the sources suppressd publishes itself by a byte: they are
+// most opt-outs (the unsubscribe link above all), and a 17-byte source was
+// the biggest part of a 37-byte record. Every build reads formats 1 and 2
+// and writes 2, and the script rewrites a format-1 record it merges into as
+// format 2, so records move over as they change (or at once, with a
+// rebuild). A build that reads only format 1 refuses a format-2 record
+// ("record format 2"): it fails closed, never misreads.
+const recordFormat = 2
+
+// oldestFormat is the oldest record format this build reads.
+const oldestFormat = 1
+
+// wellKnownSources are the sources format 2 stores as a code: the i-th is
+// code sourceCode0+i. Part of the stored format: never reorder, only append
+// (16 at most), and a new one needs a new format, so that an older build
+// refuses a record it cannot read instead of misreading it.
+var wellKnownSources = []string{
+	// unsubscribe.DefaultSource and MailSource: the one-click link and its
+	// pages, the mailto
+	"/unsubscribe-link", "/unsubscribe-mailto",
+	// importer.Format.Source
+	"/import/ses", "/import/sendgrid", "/import/postmark", "/import/mailgun", "/import/csv",
+	// webhook.Source
+	"/hooks/sns", "/hooks/sendgrid", "/hooks/mailgun", "/hooks/postmark",
+}
+
+const sourceCode0 = 240
+
+var sourceCodes = func() map[string]byte {
+	m := make(map[string]byte, len(wellKnownSources))
+	for i, s := range wellKnownSources {
+		m[s] = byte(sourceCode0 + i)
+	}
+	return m
+}()
 
 const liftBit = 0x80
 
@@ -66,8 +103,8 @@ func invert[K comparable](m map[K]byte) map[byte]K {
 const maxAt = 1<<48 - 1
 
 // maxSourceLen is the longest source kept; longer ones are cut (the full
-// source stays on the Kafka event, the audit trail).
-const maxSourceLen = 255
+// source stays on the ledger, the audit trail). Lengths above it are codes.
+const maxSourceLen = sourceCode0 - 1
 
 // entry is one register of one scope, as stored.
 type entry struct {
@@ -104,22 +141,26 @@ func appendEntry(b []byte, scope suppression.Scope, r suppression.Register) ([]b
 	if r.Stamp.At < 0 || r.Stamp.At > maxAt {
 		return nil, fmt.Errorf("occurred_at %d ms out of range", r.Stamp.At)
 	}
-	src := r.Source
-	if len(src) > maxSourceLen {
-		src = src[:maxSourceLen]
-	}
 	b = append(b, byte(len(scope)))
 	b = append(b, scope...)
 	b = append(b, kind, origin)
 	at := uint64(r.Stamp.At)
 	b = append(b, byte(at>>40), byte(at>>32), byte(at>>24), byte(at>>16), byte(at>>8), byte(at))
 	b = binary.BigEndian.AppendUint64(b, r.Stamp.Tag)
+	if code, ok := sourceCodes[r.Source]; ok {
+		return append(b, code), nil
+	}
+	src := r.Source
+	if len(src) > maxSourceLen {
+		src = src[:maxSourceLen]
+	}
 	b = append(b, byte(len(src)))
 	return append(b, src...), nil
 }
 
-// decodeEntries parses entries until b is exhausted.
-func decodeEntries(b []byte) ([]entry, error) {
+// decodeEntries parses entries of a record of the given format until b is
+// exhausted.
+func decodeEntries(b []byte, format byte) ([]entry, error) {
 	var out []entry
 	for len(b) > 0 {
 		n := int(b[0])
@@ -133,15 +174,19 @@ func decodeEntries(b []byte) ([]entry, error) {
 		tag := binary.BigEndian.Uint64(b[8:16])
 		sl := int(b[16])
 		b = b[17:]
-		if len(b) < sl {
-			return nil, fmt.Errorf("truncated source")
+		r := suppression.Register{Action: suppression.ActionSuppress, Stamp: suppression.Stamp{At: at, Tag: tag}}
+		if format >= 2 && sl >= sourceCode0 {
+			if sl-sourceCode0 >= len(wellKnownSources) {
+				return nil, fmt.Errorf("unknown source code %d", sl)
+			}
+			r.Source = wellKnownSources[sl-sourceCode0]
+		} else {
+			if len(b) < sl {
+				return nil, fmt.Errorf("truncated source")
+			}
+			r.Source = string(b[:sl])
+			b = b[sl:]
 		}
-		r := suppression.Register{
-			Action: suppression.ActionSuppress,
-			Stamp:  suppression.Stamp{At: at, Tag: tag},
-			Source: string(b[:sl]),
-		}
-		b = b[sl:]
 		if kind&liftBit != 0 {
 			r.Action = suppression.ActionLift
 		}
@@ -169,10 +214,10 @@ func decodeRecord(v []byte) (suppression.Record, error) {
 	if len(v) == 0 {
 		return nil, fmt.Errorf("empty record")
 	}
-	if v[0] != recordFormat {
-		return nil, fmt.Errorf("record format %d, this build reads %d", v[0], recordFormat)
+	if v[0] < oldestFormat || v[0] > recordFormat {
+		return nil, fmt.Errorf("record format %d, this build reads %d to %d", v[0], oldestFormat, recordFormat)
 	}
-	es, err := decodeEntries(v[1:])
+	es, err := decodeEntries(v[1:], v[0])
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +231,9 @@ func decodeRecord(v []byte) (suppression.Record, error) {
 	return rec, nil
 }
 
-// encodeEntries renders a record's registers as entries, without the
-// format byte: the changes apply.lua is asked to fold in. n is how many.
+// encodeEntries renders a record's registers as entries of the current
+// format, without the format byte: the changes apply.lua is asked to fold
+// in. n is how many.
 func encodeEntries(rec suppression.Record) (b []byte, n int, err error) {
 	for s, st := range rec {
 		for _, r := range st {

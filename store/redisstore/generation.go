@@ -1,10 +1,15 @@
 package redisstore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -90,50 +95,32 @@ func (g *generation) split(ns string, keys func(yield func(int, suppression.Stor
 	return b
 }
 
+// applyItem is where one write goes, for sorting a batch by bucket and
+// field, and where its field and change are encoded.
+type applyItem struct {
+	order uint64 // namespace, bucket and the field's first bytes: the sort key
+	write int32  // index into the writes
+	at    int32  // offset of the field in the call buffer; the change follows it
+	end   int32  // end of the change
+}
+
+// compareItems orders items by namespace, bucket and field. buf holds the
+// fields.
+func compareItems(buf []byte, a, b applyItem) int {
+	if c := cmp.Compare(a.order, b.order); c != 0 {
+		return c
+	}
+	return bytes.Compare(buf[a.at+4:a.at+fieldLen], buf[b.at+4:b.at+fieldLen])
+}
+
 // apply folds writes into the generation; see suppression.Store.Apply.
 func (g *generation) apply(ctx context.Context, writes []suppression.Write) (int, error) {
 	if len(writes) == 0 {
 		return 0, nil
 	}
-	// One namespace per split; a batch may span several.
-	byNS := map[string][]int{}
-	var nsOrder []string
-	for i, w := range writes {
-		if _, ok := byNS[w.Namespace]; !ok {
-			if err := suppression.CheckName(w.Namespace); err != nil {
-				return 0, fmt.Errorf("namespace: %w", err)
-			}
-			nsOrder = append(nsOrder, w.Namespace)
-		}
-		byNS[w.Namespace] = append(byNS[w.Namespace], i)
-	}
-	// Fold the batch's changes per record in Go first: the script then gets
-	// one reduced state per field, and a new field is a plain HSETNX.
-	var calls []applyCall
-	for _, ns := range nsOrder {
-		idx := byNS[ns]
-		b := g.split(ns, func(yield func(int, suppression.StorageKey)) {
-			for _, i := range idx {
-				yield(i, writes[i].Key)
-			}
-		})
-		for _, gn := range b.order {
-			grp := b.groups[gn]
-			args := make([]any, 0, 4*len(grp.fields))
-			for _, f := range grp.fields {
-				rec := suppression.Record{}
-				for _, wi := range f.slots {
-					w := writes[wi]
-					rec[w.Scope], _ = rec[w.Scope].Apply(w.Change)
-				}
-				blob, n, err := encodeEntries(rec)
-				if err != nil {
-					return 0, fmt.Errorf("encode change: %w", err)
-				}
-				args = append(args, f.bucket+2, f.field, blob, n)
-			}
-			calls = append(calls, applyCall{keys: append([]string{grp.marker}, grp.keys...), args: args})
-		}
+	calls, err := g.applyCalls(writes)
+	if err != nil {
+		return 0, err
 	}
 	run := func() (int, error) {
 		if !g.dur.accepted() {
@@ -161,6 +148,90 @@ func (g *generation) apply(ctx context.Context, writes []suppression.Write) (int
 		return 0, g.wrap(fmt.Sprintf("apply %d writes", len(writes)), err)
 	}
 	return changed, nil
+}
+
+// applyCalls turns a batch into apply.lua calls, one per namespace and
+// slot group. The batch's changes are folded per record in Go first, so
+// the script gets one reduced state per field and a new field is a plain
+// HSETNX. Writes are sorted by bucket and field: the script then works on
+// one bucket's listpack at a time, and a record's writes are neighbours.
+func (g *generation) applyCalls(writes []suppression.Write) ([]applyCall, error) {
+	if len(writes) > math.MaxInt32 {
+		return nil, fmt.Errorf("a batch of %d writes", len(writes))
+	}
+	var namespaces []string
+	items := make([]applyItem, len(writes))
+	// One buffer holds every field and change the calls send, encoded in
+	// the writes' order (reading them once, in order).
+	buf := make([]byte, 0, len(writes)*(fieldLen+48))
+	for i := range writes {
+		w := &writes[i]
+		ns := slices.Index(namespaces, w.Namespace) // a batch has one namespace, or a few
+		if ns < 0 {
+			if err := suppression.CheckName(w.Namespace); err != nil {
+				return nil, fmt.Errorf("namespace: %w", err)
+			}
+			if len(namespaces) == 255 {
+				return nil, fmt.Errorf("a batch of more than 255 namespaces")
+			}
+			ns = len(namespaces)
+			namespaces = append(namespaces, w.Namespace)
+		}
+		at := len(buf)
+		buf = append(buf, w.Key[fieldStart:fieldEnd]...)
+		buf = append(buf, recordFormat)
+		c := &w.Change
+		var err error
+		buf, err = appendEntry(buf, w.Scope, suppression.Register{Action: c.Action, Reason: c.Reason, Stamp: c.Stamp, Origin: c.Origin, Source: c.Source})
+		if err != nil {
+			return nil, fmt.Errorf("encode change: %w", err)
+		}
+		items[i] = applyItem{
+			order: uint64(ns)<<56 | uint64(g.bucketOf(w.Key))<<32 | uint64(binary.BigEndian.Uint32(w.Key[fieldStart:])),
+			write: int32(i), at: int32(at), end: int32(len(buf)),
+		}
+	}
+	slices.SortFunc(items, func(a, b applyItem) int { return compareItems(buf, a, b) })
+
+	var (
+		calls  []applyCall
+		call   *applyCall
+		group  uint32
+		bucket uint32
+	)
+	for i := 0; i < len(items); {
+		it := items[i]
+		ns, b := int(it.order>>56), g.bucketOf(writes[it.write].Key)
+		if grp := g.groupOf(b); call == nil || ns != int(items[i-1].order>>56) || grp != group {
+			group = grp
+			calls = append(calls, applyCall{keys: []string{g.marker(grp)}, args: make([]any, 0, 64)})
+			call = &calls[len(calls)-1]
+		}
+		if len(call.keys) == 1 || b != bucket {
+			bucket = b
+			call.keys = append(call.keys, g.bucket(namespaces[ns], b))
+		}
+		j := i + 1
+		for j < len(items) && compareItems(buf, items[j], it) == 0 {
+			j++
+		}
+		field, change, n := buf[it.at:it.at+fieldLen:it.at+fieldLen], buf[it.at+fieldLen:it.end:it.end], 1
+		if j > i+1 { // several writes to one record: fold them
+			rec := suppression.Record{}
+			for _, o := range items[i:j] {
+				w := &writes[o.write]
+				rec[w.Scope], _ = rec[w.Scope].Apply(w.Change)
+			}
+			entries, m, err := encodeEntries(rec)
+			if err != nil {
+				return nil, fmt.Errorf("encode change: %w", err)
+			}
+			change, n = append([]byte{recordFormat}, entries...), m
+		}
+		call.args = append(call.args, len(call.keys), field, change, n)
+		i = j
+	}
+	return calls, nil
 }
 
 // get reads records; see suppression.Store.Get.

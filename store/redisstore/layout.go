@@ -45,9 +45,11 @@ import (
 	"github.com/suppressd/suppressd/suppression"
 )
 
-// LayoutVersion names the bucketing, the key names and the record format:
-// bump it whenever any of them changes. Version 2 moved the namespace out of
-// the hash tag, so a group's marker shares its buckets' slot.
+// LayoutVersion names the bucketing and the key names: bump it whenever
+// either changes. Version 2 moved the namespace out of the hash tag, so a
+// group's marker shares its buckets' slot. The record format is versioned
+// by each record's first byte instead (codec.go): a build reads every
+// format it knows, so a new one needs no new layout.
 const LayoutVersion = 2
 
 // Options configure a Store. The zero value plus a client is usable.
@@ -144,13 +146,48 @@ func top(sk suppression.StorageKey) uint32 {
 	return uint32(sk[0])<<16 | uint32(sk[1])<<8 | uint32(sk[2])
 }
 
+// fieldStart and fieldEnd delimit the part of a storage key that names
+// its field in the bucket: the bytes after the 24 bits a bucket can use.
+const (
+	fieldStart, fieldEnd = 3, 19
+	fieldLen             = fieldEnd - fieldStart
+)
+
 func (n names) locate(ns string, sk suppression.StorageKey) location {
-	t := top(sk)
-	g := t >> (24 - n.opts.GroupBits)
-	return location{
-		group:  g,
-		bucket: n.marker(g) + ns + ":" + hexDigits(t>>(24-n.opts.BucketBits), n.opts.BucketBits),
-		field:  string(sk[3:19]),
+	b := n.bucketOf(sk)
+	g := n.groupOf(b)
+	return location{group: g, bucket: n.bucket(ns, b), field: string(sk[fieldStart:fieldEnd])}
+}
+
+// bucketOf returns the number of a storage key's bucket.
+func (n names) bucketOf(sk suppression.StorageKey) uint32 { return top(sk) >> (24 - n.opts.BucketBits) }
+
+// groupOf returns the slot group of a bucket.
+func (n names) groupOf(bucket uint32) uint32 { return bucket >> (n.opts.BucketBits - n.opts.GroupBits) }
+
+// bucket returns the key of a bucket in namespace ns: its group's marker,
+// the namespace, ':' and the bucket's number in hex.
+func (n names) bucket(ns string, bucket uint32) string {
+	g := n.groupOf(bucket)
+	var b strings.Builder
+	b.Grow(len(n.opts.Prefix) + len(n.gen) + len(ns) + 18)
+	b.WriteString(n.opts.Prefix)
+	b.WriteByte(':')
+	b.WriteString(n.gen)
+	b.WriteString(":{")
+	appendHex(&b, g, n.opts.GroupBits)
+	b.WriteByte('}')
+	b.WriteString(ns)
+	b.WriteByte(':')
+	appendHex(&b, bucket, n.opts.BucketBits)
+	return b.String()
+}
+
+// appendHex writes the low bits of v as hex digits, as hexDigits does.
+func appendHex(b *strings.Builder, v uint32, bits int) {
+	const digits = "0123456789abcdef"
+	for shift := ((bits+3)/4 - 1) * 4; shift >= 0; shift -= 4 {
+		b.WriteByte(digits[v>>shift&0xf])
 	}
 }
 
@@ -174,5 +211,5 @@ func hexDigits(v uint32, bits int) string {
 // KeyText names a storage key's record as an export shows it,
 // "<bucket hex>:<field hex>": all of the storage key the store keeps.
 func (o Options) KeyText(sk suppression.StorageKey) string {
-	return hexDigits(top(sk)>>(24-o.BucketBits), o.BucketBits) + ":" + hex.EncodeToString(sk[3:19])
+	return hexDigits(top(sk)>>(24-o.BucketBits), o.BucketBits) + ":" + hex.EncodeToString(sk[fieldStart:fieldEnd])
 }

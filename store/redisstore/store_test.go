@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -174,14 +175,83 @@ func TestLocate(t *testing.T) {
 			marker := n.marker(loc.group)
 			require.True(t, strings.HasPrefix(marker, "sd:g1:{"), marker)
 			require.Equal(t, marker+"acme:", loc.bucket[:len(marker)+5], "a bucket shares its group's hash tag")
+			require.Equal(t, marker+"acme:"+hexDigits(top(key(i))>>(24-bits), bits), loc.bucket, "bucket names never change: stored data is found by them")
 			require.Len(t, loc.field, 16)
 			buckets[loc.bucket] = true
 		}
 		require.LessOrEqual(t, len(buckets), 1<<bits)
 		require.Greater(t, len(buckets), min(1<<bits, 5000)/2, "keys spread over the buckets")
 	}
+	sk := suppression.StorageKey{0xab, 0xcd, 0xef, 1}
+	for bits, want := range map[int]string{16: "sd:g1:{ab}acme:abcd", 12: "sd:g1:{ab}acme:abc", 24: "sd:g1:{ab}acme:abcdef", 5: "sd:g1:{15}acme:15"} {
+		opts := Options{BucketBits: bits, GroupBits: min(8, bits)}
+		require.NoError(t, opts.setDefaults())
+		require.Equal(t, want, names{opts: opts, gen: "g1"}.locate("acme", sk).bucket, "bits %d", bits)
+	}
 	_, err := New(nil, Options{BucketBits: 25})
 	require.ErrorContains(t, err, "bucket bits 25")
 	_, err = New(nil, Options{Prefix: "a:b"})
 	require.Error(t, err)
+}
+
+// TestFormat1RecordsMerge: a record written in format 1 (before sources
+// had codes) is read as it was and, when a write merges into it, the
+// script rewrites it in format 2 with every register kept, on every real
+// topology and on miniredis.
+func TestFormat1RecordsMerge(t *testing.T) {
+	clients := servers(t)
+	mr := miniredis.RunT(t)
+	clients["miniredis"] = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	long := strings.Repeat("s", 250)
+	reg := func(a suppression.Action, r suppression.Reason, ms int, src string) suppression.Register {
+		return suppression.Register{Action: a, Reason: r, Stamp: suppression.NewStamp(at.Add(time.Duration(ms)*time.Millisecond), src, "e"),
+			Origin: suppression.OriginRecipient, Source: src}
+	}
+	old := suppression.Record{
+		"*":     {reg(suppression.ActionSuppress, suppression.ReasonUnsubscribe, 0, "/unsubscribe-link")},
+		"email": {reg(suppression.ActionSuppress, suppression.ReasonComplaint, 0, long)},
+	}
+	v1 := []byte{1}
+	for _, s := range old.Scopes() {
+		v1 = appendEntryV1(t, v1, s, old[s][0])
+	}
+	for name, rdb := range clients {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newStore(t, rdb, 16)
+			p, err := s.current(ctx)
+			require.NoError(t, err)
+			merged, untouched := key(1), key(2)
+			for _, k := range []suppression.StorageKey{merged, untouched} {
+				loc := p.active.locate("default", k)
+				require.NoError(t, rdb.HSet(ctx, loc.bucket, loc.field, v1).Err())
+			}
+			recs, err := s.Get(ctx, "default", []suppression.StorageKey{merged, untouched})
+			require.NoError(t, err)
+			require.Equal(t, old, recs[0], "a format-1 record reads as it was written")
+			require.Equal(t, old, recs[1])
+
+			lift := reg(suppression.ActionLift, "", 5, "/mail-pipeline")
+			bounce := reg(suppression.ActionSuppress, suppression.ReasonHardBounce, 7, "/hooks/sendgrid")
+			n, err := s.Apply(ctx, []suppression.Write{
+				{Namespace: "default", Key: merged, Scope: "*", Change: suppression.Change(lift)},
+				{Namespace: "default", Key: merged, Scope: "email", Change: suppression.Change(bounce)},
+			})
+			require.NoError(t, err)
+			require.Equal(t, 2, n)
+			recs, err = s.Get(ctx, "default", []suppression.StorageKey{merged, untouched})
+			require.NoError(t, err)
+			cut := reg(suppression.ActionSuppress, suppression.ReasonComplaint, 0, long)
+			cut.Source = long[:maxSourceLen]
+			want := suppression.Record{"*": {lift}, "email": {cut, bounce}}
+			want["email"].Sort()
+			require.Equal(t, want, recs[0], "merged, the unsubscribe lifted, the long source cut as format 2 cuts it")
+			require.Equal(t, old, recs[1], "an untouched format-1 record stays as it was")
+			loc := p.active.locate("default", merged)
+			raw, err := rdb.HGet(ctx, loc.bucket, loc.field).Bytes()
+			require.NoError(t, err)
+			require.Equal(t, byte(recordFormat), raw[0], "the script rewrote the record in format 2")
+		})
+	}
 }
