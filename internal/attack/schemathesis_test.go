@@ -100,9 +100,13 @@ func TestSchemathesis(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	began := time.Now()
+	// One worker: with two, hypothesis parses lambdas' source in two
+	// threads at once, which CPython 3.11 can fail with "AST constructor
+	// recursion depth mismatch" (a Runtime Error in the report, about one
+	// run in twelve here, nothing to do with the API). 21 s instead of 13.
 	cmd := exec.CommandContext(ctx, st, "--config-file", "schemathesis.toml", "run", spec,
 		"--url", url, "--header", "Authorization: Bearer "+devAPIKey,
-		"--checks", "all", "--workers", "2", "--seed", schemathesisSeed, "--no-color")
+		"--checks", "all", "--workers", "1", "--seed", schemathesisSeed, "--no-color")
 	cmd.Dir = work
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
 	report, err := cmd.CombinedOutput()
