@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,7 +123,13 @@ func (f LedgerFeed) Follow(ctx context.Context, started func(), add func(string,
 				// older than any bound.
 				pending = append(pending[:0], pending[1:]...)
 			}
-			pending = append(pending, p)
+			// Probes overlap, so answers may come out of order: keep
+			// them by the time they were sent.
+			i := len(pending)
+			for i > 0 && pending[i-1].sent.After(p.sent) {
+				i--
+			}
+			pending = slices.Insert(pending, i, p)
 		case <-progress:
 		}
 		caught := -1
@@ -202,45 +209,61 @@ func (f LedgerFeed) read(ctx context.Context, dialer *kafka.Dialer, p *followed,
 }
 
 // probe asks the end offsets every Probe (and whether the partitions are
-// still the ones followed) and hands each answer to the watermark. An
-// unanswered probe hands nothing: the watermark stands still.
+// still the ones followed) and hands each answer to the watermark. Probes
+// overlap (up to maxInFlight): one slow answer does not hold back the
+// next. An unanswered probe hands nothing: the watermark stands still.
 func (f LedgerFeed) probe(ctx context.Context, transport *kafka.Transport, partitions int, out chan<- probe, cancel context.CancelCauseFunc, log *slog.Logger) {
 	client := &kafka.Client{Addr: kafka.TCP(f.Kafka.Brokers...), Transport: transport}
 	t := time.NewTicker(f.Probe)
 	defer t.Stop()
-	failing := false
+	const maxInFlight = 4
+	slots := make(chan struct{}, maxInFlight)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		failing bool
+	)
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		sent := time.Now()
-		p, err := f.ends(ctx, client, partitions)
-		if ctx.Err() != nil {
-			return
-		}
-		if errors.Is(err, errPartitionsChanged) {
-			cancel(err)
-			return
-		}
-		if err != nil {
-			if !failing {
-				log.Warn("ledger feed: the end offsets are not answered; the index falls back to the store past its bound", "err", err)
-			}
-			failing = true
-			continue
-		}
-		if failing {
-			log.Info("ledger feed: the end offsets are answered again")
-			failing = false
-		}
-		p.sent = sent
 		select {
-		case out <- p:
-		case <-ctx.Done():
-			return
+		case slots <- struct{}{}:
+		default:
+			continue // as many probes in flight as allowed: skip this one
 		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			sent := time.Now()
+			p, err := f.ends(ctx, client, partitions)
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, errPartitionsChanged) {
+				cancel(err)
+				return
+			}
+			mu.Lock()
+			switch {
+			case err != nil && !failing:
+				log.Warn("ledger feed: the end offsets are not answered; the index falls back to the store past its bound", "err", err)
+			case err == nil && failing:
+				log.Info("ledger feed: the end offsets are answered again")
+			}
+			failing = err != nil
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+			p.sent = sent
+			select {
+			case out <- p:
+			case <-ctx.Done():
+			}
+		})
 	}
 }
 

@@ -331,45 +331,61 @@ func (x *Index) adder(v *view) func(string, []suppression.StorageKey, time.Time)
 
 // watch reads the generation pointer every Check, advancing v's
 // generation watermark while it names v's generation, and cancels the load
-// when it names another. An unanswered read leaves the watermark where it
+// when it names another. Reads overlap (up to four): one slow answer does
+// not hold back the next. An unanswered read leaves the watermark where it
 // is: reads go to the store once it is older than MaxLag.
 func (x *Index) watch(ctx context.Context, v *view, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(x.opts.Check)
 	defer t.Stop()
-	failing := false
+	slots := make(chan struct{}, 4)
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		failing bool
+	)
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		sent := time.Now()
-		cctx, done := context.WithTimeout(ctx, max(x.opts.MaxLag, time.Second))
-		gen, err := x.snap.ActiveGeneration(cctx)
-		done()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err == nil && gen == v.gen:
-			advance(&v.genAt, x.mono(sent))
-			if failing {
-				failing = false
+		select {
+		case slots <- struct{}{}:
+		default:
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			sent := time.Now()
+			cctx, done := context.WithTimeout(ctx, max(x.opts.MaxLag, time.Second))
+			gen, err := x.snap.ActiveGeneration(cctx)
+			done()
+			if ctx.Err() != nil {
+				return
+			}
+			switch {
+			case err == nil && gen == v.gen:
+				advance(&v.genAt, x.mono(sent))
+			case err == nil:
+				cancel(fmt.Errorf("%w: %s is active, the index holds %s", errSwitched, gen, v.gen))
+				return
+			case errors.Is(err, suppression.ErrNotBuilt), errors.Is(err, suppression.ErrLayoutMismatch):
+				// Nothing to serve from: the store was emptied, or laid
+				// out otherwise. Its next build is another generation.
+				cancel(fmt.Errorf("the active generation: %w", err))
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil && !failing:
+				x.log.Warn("the generation pointer does not answer; reads go to the store once the index is older than its bound", "err", err)
+			case err == nil && failing:
 				x.log.Info("the generation pointer answers again", "generation", gen)
 			}
-		case err == nil:
-			cancel(fmt.Errorf("%w: %s is active, the index holds %s", errSwitched, gen, v.gen))
-			return
-		case errors.Is(err, suppression.ErrNotBuilt), errors.Is(err, suppression.ErrLayoutMismatch):
-			// Nothing to serve from: the store was emptied, or laid out
-			// otherwise. Its next build is another generation.
-			cancel(fmt.Errorf("the active generation: %w", err))
-			return
-		default:
-			if !failing {
-				failing = true
-				x.log.Warn("the generation pointer does not answer; reads go to the store once the index is older than its bound", "err", err)
-			}
-		}
+			failing = err != nil
+		})
 	}
 }
 
