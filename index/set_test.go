@@ -2,6 +2,8 @@ package index
 
 import (
 	"crypto/rand"
+	mrand "math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
@@ -95,4 +97,60 @@ func TestSetConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	require.EqualValues(t, 16000, s.Len())
+}
+
+// TestSetSearchAgreesWithBinarySearch: the guessing search of a shard
+// answers as slices.BinarySearch does, for both fingerprint widths, on
+// random shards (the usual case), on shards whose values bunch at one end
+// or sit at the extremes (the guess far off: the scan gives way to halving)
+// and on the smallest shards; every value present, its neighbours, 0 and
+// the largest value are asked.
+func TestSetSearchAgreesWithBinarySearch(t *testing.T) {
+	testSearch[uint32](t)
+	testSearch[uint16](t)
+}
+
+func testSearch[F fingerprint](t *testing.T) {
+	s := newFPSet[F](DefaultShardBits)
+	top := F(0) - 1 // the largest fingerprint
+	r := mrand.New(mrand.NewPCG(1, 2))
+	sorted := func(xs []F) []F { xs = slices.Clone(xs); slices.Sort(xs); return slices.Compact(xs) }
+	var shards [][]F
+	for _, n := range []int{1, 2, 3, 17, 150, 1000, 5000} {
+		uniform := make([]F, n)
+		low := make([]F, n)
+		high := make([]F, n)
+		for i := range n {
+			uniform[i] = F(r.Uint64())
+			low[i] = F(r.IntN(n * 2))
+			high[i] = top - F(r.IntN(n*2))
+		}
+		ends := []F{0, top}
+		if n > 2 {
+			ends = []F{0, 1, top / 2, top - 1, top}
+		}
+		shards = append(shards, sorted(uniform), sorted(low), sorted(high), sorted(append(slices.Clone(low[:n/2]), high[:n/2]...)), sorted(ends))
+	}
+	asked := 0
+	for _, xs := range shards {
+		check := func(fp F) {
+			_, want := slices.BinarySearch(xs, fp)
+			if got := s.search(xs, fp); got != want {
+				t.Fatalf("%T: search(%d) in a shard of %d = %v, binary search says %v", fp, fp, len(xs), got, want)
+			}
+			asked++
+		}
+		for _, x := range xs {
+			check(x)
+			check(x - 1)
+			check(x + 1)
+		}
+		check(0)
+		check(top)
+		for range 1000 {
+			check(F(r.Uint64()))
+		}
+		require.False(t, s.search(nil, 0))
+	}
+	require.Greater(t, asked, 10_000)
 }
