@@ -56,6 +56,12 @@ const applyRefresh = 50 * time.Millisecond
 
 func newRig(t testing.TB, partitions int) *rig {
 	t.Helper()
+	return newRigWith(t, partitions, func(s suppression.Store) suppression.Store { return s })
+}
+
+// newRigWith is newRig with the apply stage writing through wrap's store.
+func newRigWith(t testing.TB, partitions int, wrap func(suppression.Store) suppression.Store) *rig {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r := &rig{t: t, brokers: testenv.KafkaBrokers(t), ledger: testkafka.Unique("ledger"), logs: &testenv.Buffer{}}
@@ -83,7 +89,7 @@ func newRig(t testing.TB, partitions int) *rig {
 	})
 	dlqW := testkafka.Writer(r.brokers, dlq)
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c := consumer.New(reader, dlqW, &consumer.Apply{Store: r.store}, consumer.Options{
+	c := consumer.New(reader, dlqW, &consumer.Apply{Store: wrap(r.store)}, consumer.Options{
 		Stage: "apply", BatchWait: 5 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 	}, log, prometheus.NewRegistry())
 	actx, stop := context.WithCancel(context.Background())
