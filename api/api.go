@@ -82,6 +82,9 @@ type Options struct {
 	// MaxLinks is the most recipients in one POST /v1/links (its body is
 	// bounded by MaxBatchBody). Default 10,000.
 	MaxLinks int
+	// IndexStatus, if set, describes the read index the store reads
+	// through (package index) in /readyz answers.
+	IndexStatus func() any
 }
 
 func (o *Options) setDefaults() {
@@ -161,7 +164,7 @@ func (s *Server) Handler() http.Handler {
 	route("POST /v1/events", "events", ScopePublish, false, s.events)
 	route("POST /v1/import", "import", ScopeAdmin, true, s.importList)
 	route("POST /v1/links", "links", ScopeLinks, false, s.links)
-	health := ops.Handler(s.store.Ready, s.opts.Gatherer, s.opts.StoreTimeout)
+	health := ops.New(ops.Options{Ready: s.store.Ready, Gatherer: s.opts.Gatherer, Timeout: s.opts.StoreTimeout, Index: s.opts.IndexStatus})
 	for _, name := range []string{"healthz", "readyz"} {
 		mux.Handle("GET /"+name, s.instrument(name, func(w http.ResponseWriter, r *http.Request) error {
 			health.ServeHTTP(w, r)

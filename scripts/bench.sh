@@ -11,4 +11,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } </dev/null >/dev/null
 pattern=${1:-Benchmark} # not ".": scripts/test.sh would take it for a package
 SUPPRESSD_RACE=0 exec bash scripts/test.sh -p 1 -run '^$' -bench "$pattern" \
-	./store/redisstore/ ./consumer/ ./schemas/ ./ledger/ ./api/ ./cmd/suppressd/
+	./store/redisstore/ ./consumer/ ./index/ ./schemas/ ./ledger/ ./api/ ./cmd/suppressd/

@@ -47,6 +47,7 @@ type Config struct {
 	rolesFlag bool
 
 	API      APIConfig        `envconfig:"API"`
+	Index    IndexConfig      `envconfig:"INDEX"`
 	Link     LinkConfig       `envconfig:"LINK"`
 	Kafka    kafkaconn.Config `envconfig:"KAFKA"`
 	Redis    redisconn.Config `envconfig:"REDIS"`
@@ -72,6 +73,16 @@ type APIConfig struct {
 	BodyTimeout  time.Duration `envconfig:"BODY_TIMEOUT" default:"15s" desc:"how long a JSON body or a form may take to arrive whole (408 beyond); streamed bodies get it as grace before MIN_BODY_RATE applies"`
 	MinBodyRate  int64         `envconfig:"MIN_BODY_RATE" default:"16384" desc:"the slowest a streamed body (filter, import) may arrive, in bytes per second"`
 }
+
+// IndexConfig configures the api role's read index (package index).
+type IndexConfig struct {
+	Enabled bool          `envconfig:"ENABLED" default:"true" desc:"the api role keeps an in-memory index of the keys the store has records for, from a snapshot and the ledger, and answers every other key without asking Redis; false: every read asks Redis"`
+	MaxLag  time.Duration `envconfig:"MAX_LAG" default:"250ms" desc:"the index answers only while it holds every key that reached the store this long ago; past it (loading, the ledger feed lagging or broken, Redis not answering) every read asks Redis"`
+}
+
+// minIndexLag is the shortest bound the index keeps: it checks the ledger
+// and the generation pointer five times per bound.
+const minIndexLag = 10 * time.Millisecond
 
 // keys returns the configured API keys.
 func (a APIConfig) keys() ([]api.Key, error) {
@@ -379,6 +390,9 @@ func (c Config) settle() (*settings, error) {
 		if c.API.MinBodyRate < 1 {
 			bad(&envconf.Problem{Var: "SUPPRESSD_API_MIN_BODY_RATE", What: "not positive", Got: strconv.FormatInt(c.API.MinBodyRate, 10), Want: "bytes per second, such as 16384"})
 		}
+		if c.Index.Enabled && c.Index.MaxLag < minIndexLag {
+			bad(&envconf.Problem{Var: "SUPPRESSD_INDEX_MAX_LAG", What: "too short", Got: fmtDuration(c.Index.MaxLag), Want: "at least " + fmtDuration(minIndexLag) + ", such as 250ms"})
+		}
 		if c.Link.Rate < 0 {
 			bad(&envconf.Problem{Var: "SUPPRESSD_LINK_RATE", What: "negative", Got: strconv.Itoa(c.Link.Rate), Want: "0 (no limit) or more"})
 		}
@@ -426,6 +440,12 @@ func (c Config) settle() (*settings, error) {
 		bad(&envconf.Problem{Var: "SUPPRESSD_STORE_DURABILITY_TIMEOUT", What: "not positive", Got: fmtDuration(c.Store.DurabilityTimeout), Want: "more than 0, such as 5s"})
 	}
 	s.storeOpts.Durability.Timeout = c.Store.DurabilityTimeout
+	if contains(c.Roles, "api") && c.Index.Enabled && c.Index.MaxLag >= minIndexLag {
+		// The store's reads follow a generation switch within the index's
+		// bound too: a read the index sends to Redis must not find the
+		// previous generation for a second.
+		s.storeOpts.Refresh = min(redisstore.DefaultRefresh, c.Index.MaxLag/5)
+	}
 	if len(c.Topics.All()) == 0 {
 		bad(&envconf.Problem{Var: "SUPPRESSD_TOPIC_UNSUBSCRIBES, _CONSENT, _ERASURE and _EXTRA", What: "no topic to consume", Hidden: true, Want: "at least one"})
 	}

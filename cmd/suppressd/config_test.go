@@ -124,3 +124,29 @@ func TestAPIKeysFile(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexConfig: the read index's bound is checked with the rest, and
+// an index that is off needs none.
+func TestIndexConfig(t *testing.T) {
+	code, lines := serveWith(t, map[string]string{
+		"SUPPRESSD_ROLE":          "api",
+		"SUPPRESSD_API_KEYS":      "mailer:check:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		"SUPPRESSD_INDEX_MAX_LAG": "5ms",
+		"SUPPRESSD_LOG_LEVEL":     "loud",
+	})
+	require.Equal(t, 2, code)
+	require.Equal(t, []string{
+		`suppressd serve: SUPPRESSD_LOG_LEVEL: unknown level (got "loud", want debug, info, warn or error)`,
+		`suppressd serve: SUPPRESSD_INDEX_MAX_LAG: too short (got "5ms", want at least 10ms, such as 250ms)`,
+	}, lines)
+
+	code, lines = serveWith(t, map[string]string{
+		"SUPPRESSD_ROLE":          "api",
+		"SUPPRESSD_API_KEYS":      "mailer:check:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		"SUPPRESSD_INDEX_ENABLED": "false",
+		"SUPPRESSD_INDEX_MAX_LAG": "5ms",
+		"SUPPRESSD_LOG_LEVEL":     "loud",
+	})
+	require.Equal(t, 2, code)
+	require.Equal(t, []string{`suppressd serve: SUPPRESSD_LOG_LEVEL: unknown level (got "loud", want debug, info, warn or error)`}, lines)
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/suppressd/suppressd/api"
 	"github.com/suppressd/suppressd/consumer"
+	"github.com/suppressd/suppressd/index"
 	"github.com/suppressd/suppressd/internal/httplimit"
 	"github.com/suppressd/suppressd/internal/kafkaconn"
 	"github.com/suppressd/suppressd/internal/ops"
@@ -64,6 +65,8 @@ func runServe(ctx context.Context, args []string, io stdio) error {
 //	                 │ store watch: not built? rebuild from Kafka ─────│─────┤
 //	                 └─────────────────────────────────────────────────┘     │
 //	senders ──HTTP──▶  api role: check, batch, filter, lookup  ◀── Get ──────┘
+//	                   │ read index: keys without a record answered in
+//	                   │ memory; snapshot from Redis, the ledger tailed
 //	                   links (minted, nothing stored); /u/ pages ──▶ Kafka
 //	listener: the API (api role) or the ops endpoints alone; both serve
 //	/metrics /healthz /readyz
@@ -119,11 +122,12 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 			return err
 		}
 		defer closePub()
-		srv := api.New(d.store, api.Options{
+		store, indexStatus := addIndex(&g, s, d, log, reg)
+		srv := api.New(store, api.Options{
 			Keys: s.apiKeys, Normalizer: s.normalizer, Keyer: s.keyer, StoreTimeout: s.API.StoreTimeout,
 			MaxBatch: s.API.MaxBatch, MaxKeys: s.API.MaxKeys, Gatherer: reg, BodyTimeout: s.API.BodyTimeout, MinBodyRate: s.API.MinBodyRate,
 			Publisher: pub, Validator: s.validator, PublishLog: d.publishLog,
-			Links: s.minter,
+			Links: s.minter, IndexStatus: indexStatus,
 		}, log, reg)
 		addr = s.API.Addr
 		// The unsubscribe pages (token-protected) and the providers'
@@ -191,6 +195,21 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 	err = g.Run()
 	log.Info("stopped", "err", err)
 	return err
+}
+
+// addIndex runs the api role's read index, when enabled, and returns the
+// store the API reads through and what /readyz says of the index.
+func addIndex(g *oklogrun.Group, s *settings, d *storeDeps, log *slog.Logger, reg prometheus.Registerer) (suppression.Store, func() any) {
+	if !s.Index.Enabled {
+		return d.store, func() any { return index.Status{State: "off"} }
+	}
+	feed := consumer.LedgerFeed{Kafka: s.Kafka, Topic: s.Topics.Ledger, Group: s.Consumer.applyGroup(),
+		Probe: s.Index.MaxLag / 5, Log: log.With("component", "index-feed")}
+	idx := index.New(d.store, feed, index.Options{MaxLag: s.Index.MaxLag, ShardBits: min(index.DefaultShardBits, s.Store.BucketBits)}, log, reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	g.Add(func() error { return idx.Run(ctx) }, func(error) { cancel() })
+	log.Info("read index", "max_lag", s.Index.MaxLag, "ledger", s.Topics.Ledger, "apply_group", s.Consumer.applyGroup())
+	return index.NewStore(d.store, idx), func() any { return idx.Status() }
 }
 
 // offIfZero maps a configured rate, where 0 means no limit, to the

@@ -27,24 +27,44 @@ const DefaultTimeout = time.Second
 // Handler serves GET /healthz, /readyz and, with a gatherer, /metrics.
 // timeout bounds a readiness check (DefaultTimeout when 0).
 func Handler(ready ReadyFunc, g prometheus.Gatherer, timeout time.Duration) http.Handler {
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+	return New(Options{Ready: ready, Gatherer: g, Timeout: timeout})
+}
+
+// Options configure the endpoints. Ready is required.
+type Options struct {
+	Ready    ReadyFunc
+	Gatherer prometheus.Gatherer // serves /metrics; nil serves none
+	Timeout  time.Duration       // bounds a readiness check; DefaultTimeout when 0
+	// Index, if set, describes the api role's read index in every /readyz
+	// answer. It never decides readiness: an index that is not fresh sends
+	// reads to the store, which is what readiness is about.
+	Index func() any
+}
+
+// New serves GET /healthz, /readyz and, with a gatherer, /metrics.
+func New(o Options) http.Handler {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		write(w, http.StatusOK, Status{Status: "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		ctx, cancel := context.WithTimeout(r.Context(), o.Timeout)
 		defer cancel()
-		if err := ready(ctx); err != nil {
-			write(w, http.StatusServiceUnavailable, Status{Status: "unavailable", Reason: suppression.StoreErrorReason(err), Detail: err.Error()})
+		var index any
+		if o.Index != nil {
+			index = o.Index()
+		}
+		if err := o.Ready(ctx); err != nil {
+			write(w, http.StatusServiceUnavailable, Status{Status: "unavailable", Reason: suppression.StoreErrorReason(err), Detail: err.Error(), Index: index})
 			return
 		}
-		write(w, http.StatusOK, Status{Status: "ready"})
+		write(w, http.StatusOK, Status{Status: "ready", Index: index})
 	})
-	if g != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	if o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	}
 	return mux
 }
@@ -54,6 +74,9 @@ type Status struct {
 	Status string `json:"status"`           // ok, ready, unavailable
 	Reason string `json:"reason,omitempty"` // unavailable, not_built, layout_mismatch, other
 	Detail string `json:"detail,omitempty"` // what the store said
+	// Index is the api role's read index: whether it answers from memory
+	// (serving) or every read goes to the store (loading, lagging, off).
+	Index any `json:"index,omitempty"`
 }
 
 func write(w http.ResponseWriter, code int, s Status) {

@@ -109,7 +109,7 @@ if redis.call('HGET', KEYS[1], 'building') ~= ARGV[1] or owner ~= ARGV[2] then
   return redis.error_reply('LOST the rebuild of ' .. ARGV[1] .. ' is no longer ours')
 end
 if ARGV[3] == 'finish' then
-  redis.call('HSET', KEYS[1], 'active', ARGV[1])
+  redis.call('HSET', KEYS[1], 'active', ARGV[1], 'since:' .. ARGV[1], now)
   redis.call('HDEL', KEYS[1], 'building', 'lease')
 elseif ARGV[3] == 'abort' then
   redis.call('HDEL', KEYS[1], 'building', 'lease')
@@ -178,7 +178,9 @@ func (r *Rebuilds) Renew(ctx context.Context, gen, owner string, lease time.Dura
 }
 
 // Finish makes gen the active generation, once every group marker is
-// present (a server that lost its data during the rebuild fails it).
+// present (a server that lost its data during the rebuild fails it). It
+// records when, by the server's clock ("since:<gen>"), which tells two
+// builds of one generation name apart (Store.ActiveGeneration).
 func (r *Rebuilds) Finish(ctx context.Context, gen, owner string) error {
 	missing, err := newGeneration(r.rdb, r.opts, gen).missingMarkers(ctx)
 	if err != nil {
@@ -242,7 +244,7 @@ func (r *Rebuilds) Drop(ctx context.Context, gen string) (int64, error) {
 	if err := forEachMaster(ctx, r.rdb, drop); err != nil {
 		return n.Load(), fmt.Errorf("drop generation %s: %w", gen, err)
 	}
-	if err := r.rdb.HDel(ctx, r.key, "layout:"+gen).Err(); err != nil {
+	if err := r.rdb.HDel(ctx, r.key, "layout:"+gen, "since:"+gen).Err(); err != nil {
 		return n.Load(), err
 	}
 	return n.Load(), nil

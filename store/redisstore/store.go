@@ -64,23 +64,18 @@ func (s *Store) current(ctx context.Context) (pointer, error) {
 	if err != nil {
 		return pointer{}, fmt.Errorf("%w: read the generation pointer: %w", suppression.ErrUnavailable, err)
 	}
-	mine := s.opts.Layout()
 	use := func(gen string, old *generation) (*generation, error) {
-		l := fields["layout:"+gen]
-		switch {
-		case l == "":
-			return nil, fmt.Errorf("%w: generation %s has no recorded layout", suppression.ErrNotBuilt, gen)
-		case l != mine:
-			return nil, fmt.Errorf("%w: generation %s uses %s, this replica %s (same bucket bits, group bits and pepper everywhere, or a rebuild)",
-				suppression.ErrLayoutMismatch, gen, l, mine)
-		case old != nil && old.gen == gen:
+		if err := s.usable(fields, gen); err != nil {
+			return nil, err
+		}
+		if old != nil && old.gen == gen {
 			return old, nil
 		}
 		return newGeneration(s.rdb, s.opts, gen), nil
 	}
 	var p pointer
 	if gen := fields["active"]; gen == "" {
-		p.activeErr = fmt.Errorf("%w: no active generation (never built, or Redis lost its data)", suppression.ErrNotBuilt)
+		p.activeErr = errNoActive
 	} else {
 		p.active, p.activeErr = use(gen, s.ptr.active)
 	}
@@ -89,6 +84,22 @@ func (s *Store) current(ctx context.Context) (pointer, error) {
 	}
 	s.ptr, s.checked = p, time.Now()
 	return p, nil
+}
+
+var errNoActive = fmt.Errorf("%w: no active generation (never built, or Redis lost its data)", suppression.ErrNotBuilt)
+
+// usable checks that generation gen, as the pointer's fields describe it,
+// was built with this replica's layout.
+func (s *Store) usable(fields map[string]string, gen string) error {
+	l, mine := fields["layout:"+gen], s.opts.Layout()
+	switch {
+	case l == "":
+		return fmt.Errorf("%w: generation %s has no recorded layout", suppression.ErrNotBuilt, gen)
+	case l != mine:
+		return fmt.Errorf("%w: generation %s uses %s, this replica %s (same bucket bits, group bits and pepper everywhere, or a rebuild)",
+			suppression.ErrLayoutMismatch, gen, l, mine)
+	}
+	return nil
 }
 
 // invalidate makes the next call re-read the pointer.
