@@ -321,7 +321,18 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 		if err := validUTF8(body); err != nil {
 			return err
 		}
+		if f, ok := v.(fastDecoder); ok && f.decodeFast(body) {
+			return nil
+		}
 	}
+	return decodeStrict(body, err, limit, v)
+}
+
+// decodeStrict decodes body into v, rejecting unknown fields, null where a
+// string or an object is specified, and trailing data, and names the field
+// at fault; readErr is what reading the body ended with.
+func decodeStrict(body []byte, readErr error, limit int64, v any) error {
+	err := readErr
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err == nil {
