@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/suppressd/suppressd/internal/kafkaconn"
+	"github.com/suppressd/suppressd/internal/overlap"
 	"github.com/suppressd/suppressd/ledger"
 	"github.com/suppressd/suppressd/suppression"
 )
@@ -210,61 +211,35 @@ func (f LedgerFeed) read(ctx context.Context, dialer *kafka.Dialer, p *followed,
 
 // probe asks the end offsets every Probe (and whether the partitions are
 // still the ones followed) and hands each answer to the watermark. Probes
-// overlap (up to maxInFlight): one slow answer does not hold back the
+// overlap (up to four): one slow answer does not hold back the
 // next. An unanswered probe hands nothing: the watermark stands still.
 func (f LedgerFeed) probe(ctx context.Context, transport *kafka.Transport, partitions int, out chan<- probe, cancel context.CancelCauseFunc, log *slog.Logger) {
 	client := &kafka.Client{Addr: kafka.TCP(f.Kafka.Brokers...), Transport: transport}
-	t := time.NewTicker(f.Probe)
-	defer t.Stop()
-	const maxInFlight = 4
-	slots := make(chan struct{}, maxInFlight)
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		failing bool
-	)
-	defer wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
+	var health overlap.Health
+	overlap.Every(ctx, f.Probe, 4, func(sent time.Time) {
+		p, err := f.ends(ctx, client, partitions)
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
+		if errors.Is(err, errPartitionsChanged) {
+			cancel(err)
+			return
+		}
+		switch failed, recovered := health.Report(err); {
+		case failed:
+			log.Warn("ledger feed: the end offsets are not answered; the index falls back to the store past its bound", "err", err)
+		case recovered:
+			log.Info("ledger feed: the end offsets are answered again")
+		}
+		if err != nil {
+			return
+		}
+		p.sent = sent
 		select {
-		case slots <- struct{}{}:
-		default:
-			continue // as many probes in flight as allowed: skip this one
+		case out <- p:
+		case <-ctx.Done():
 		}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			sent := time.Now()
-			p, err := f.ends(ctx, client, partitions)
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, errPartitionsChanged) {
-				cancel(err)
-				return
-			}
-			mu.Lock()
-			switch {
-			case err != nil && !failing:
-				log.Warn("ledger feed: the end offsets are not answered; the index falls back to the store past its bound", "err", err)
-			case err == nil && failing:
-				log.Info("ledger feed: the end offsets are answered again")
-			}
-			failing = err != nil
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-			p.sent = sent
-			select {
-			case out <- p:
-			case <-ctx.Done():
-			}
-		})
-	}
+	})
 }
 
 // maxPendingProbes bounds the probes kept while the readers catch up.

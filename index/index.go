@@ -63,6 +63,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/suppressd/suppressd/internal/overlap"
 	"github.com/suppressd/suppressd/suppression"
 )
 
@@ -335,58 +336,33 @@ func (x *Index) adder(v *view) func(string, []suppression.StorageKey, time.Time)
 // not hold back the next. An unanswered read leaves the watermark where it
 // is: reads go to the store once it is older than MaxLag.
 func (x *Index) watch(ctx context.Context, v *view, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(x.opts.Check)
-	defer t.Stop()
-	slots := make(chan struct{}, 4)
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		failing bool
-	)
-	defer wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
+	var health overlap.Health
+	overlap.Every(ctx, x.opts.Check, 4, func(sent time.Time) {
+		cctx, done := context.WithTimeout(ctx, max(x.opts.MaxLag, time.Second))
+		gen, err := x.snap.ActiveGeneration(cctx)
+		done()
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			continue
+		switch {
+		case err == nil && gen == v.gen:
+			advance(&v.genAt, x.mono(sent))
+		case err == nil:
+			cancel(fmt.Errorf("%w: %s is active, the index holds %s", errSwitched, gen, v.gen))
+			return
+		case errors.Is(err, suppression.ErrNotBuilt), errors.Is(err, suppression.ErrLayoutMismatch):
+			// Nothing to serve from: the store was emptied, or laid out
+			// otherwise. Its next build is another generation.
+			cancel(fmt.Errorf("the active generation: %w", err))
+			return
 		}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			sent := time.Now()
-			cctx, done := context.WithTimeout(ctx, max(x.opts.MaxLag, time.Second))
-			gen, err := x.snap.ActiveGeneration(cctx)
-			done()
-			if ctx.Err() != nil {
-				return
-			}
-			switch {
-			case err == nil && gen == v.gen:
-				advance(&v.genAt, x.mono(sent))
-			case err == nil:
-				cancel(fmt.Errorf("%w: %s is active, the index holds %s", errSwitched, gen, v.gen))
-				return
-			case errors.Is(err, suppression.ErrNotBuilt), errors.Is(err, suppression.ErrLayoutMismatch):
-				// Nothing to serve from: the store was emptied, or laid
-				// out otherwise. Its next build is another generation.
-				cancel(fmt.Errorf("the active generation: %w", err))
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil && !failing:
-				x.log.Warn("the generation pointer does not answer; reads go to the store once the index is older than its bound", "err", err)
-			case err == nil && failing:
-				x.log.Info("the generation pointer answers again", "generation", gen)
-			}
-			failing = err != nil
-		})
-	}
+		switch failed, recovered := health.Report(err); {
+		case failed:
+			x.log.Warn("the generation pointer does not answer; reads go to the store once the index is older than its bound", "err", err)
+		case recovered:
+			x.log.Info("the generation pointer answers again", "generation", gen)
+		}
+	})
 }
 
 // Status is what /readyz says of the index.
