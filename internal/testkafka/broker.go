@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,9 +37,7 @@ type Broker struct {
 	clusterID string
 	java      []string // the JVM's command line, without the main class's arguments
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc testenv.Proc
 }
 
 // brokerStartTimeout bounds a start, the JVM's included; on the 2-core
@@ -155,16 +152,8 @@ func (b *Broker) run(conf string) {
 	cmd := exec.Command(b.java[0], append(b.java[1:], "kafka.Kafka", conf)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	dieWithParent(cmd)
-	require.NoError(t, cmd.Start())
+	require.NoError(t, b.proc.Start(cmd))
 	_ = out.Close()
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	b.mu.Lock()
-	b.cmd, b.exited = cmd, exited
-	b.mu.Unlock()
 }
 
 // waitReady polls until the broker lists itself in a metadata answer under
@@ -215,32 +204,10 @@ func (b *Broker) ready(client *kafka.Client, coordinator bool) error {
 	return resp.Error
 }
 
-func (b *Broker) kill() {
-	b.mu.Lock()
-	cmd, exited := b.cmd, b.exited
-	b.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-exited
-}
+func (b *Broker) kill() { b.proc.Kill() }
 
 // HasExited reports whether the broker's process is gone.
-func (b *Broker) HasExited() bool {
-	b.mu.Lock()
-	exited := b.exited
-	b.mu.Unlock()
-	if exited == nil {
-		return true
-	}
-	select {
-	case <-exited:
-		return true
-	default:
-		return false
-	}
-}
+func (b *Broker) HasExited() bool { return b.proc.HasExited() }
 
 // LogTail returns the end of the broker's log and output, for failure
 // messages.

@@ -297,9 +297,7 @@ type Node struct {
 	dir      string
 	addr     string
 	args     []string
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	proc     testenv.Proc
 	startErr error
 }
 
@@ -323,9 +321,7 @@ func (n *Node) Addr() string { return n.addr }
 
 // PID is the running process's id.
 func (n *Node) PID() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cmd.Process.Pid
+	return n.proc.PID()
 }
 
 // Start runs the node (again) and returns once it answers PING and is this
@@ -345,26 +341,17 @@ func (n *Node) start() {
 		n.startErr = fmt.Errorf("%s (%s) is already running", n.name, n.addr)
 		return
 	}
-	cmd := exec.Command(n.bin, n.args...)
-	if err := cmd.Start(); err != nil {
+	if err := n.proc.Start(exec.Command(n.bin, n.args...)); err != nil {
 		n.startErr = err
 		return
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	n.mu.Lock()
-	n.cmd, n.exited = cmd, exited
-	n.mu.Unlock()
 
 	deadline := time.Now().Add(startTimeout)
 	for {
 		pid, err := n.pid()
 		if err == nil {
-			if pid != cmd.Process.Pid {
-				n.startErr = fmt.Errorf("%s: port %s is served by another redis-server (pid %d), not ours (%d)", n.name, n.addr, pid, cmd.Process.Pid)
+			if ours := n.proc.PID(); pid != ours {
+				n.startErr = fmt.Errorf("%s: port %s is served by another redis-server (pid %d), not ours (%d)", n.name, n.addr, pid, ours)
 			}
 			return
 		}
@@ -388,32 +375,10 @@ func (n *Node) Kill() {
 	n.kill()
 }
 
-func (n *Node) kill() {
-	n.mu.Lock()
-	cmd, exited := n.cmd, n.exited
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-exited
-}
+func (n *Node) kill() { n.proc.Kill() }
 
 // HasExited reports whether the process is gone (or was never started).
-func (n *Node) HasExited() bool {
-	n.mu.Lock()
-	exited := n.exited
-	n.mu.Unlock()
-	if exited == nil {
-		return true
-	}
-	select {
-	case <-exited:
-		return true
-	default:
-		return false
-	}
-}
+func (n *Node) HasExited() bool { return n.proc.HasExited() }
 
 // Client returns a plain client of this node alone (not through the
 // Sentinels), closed when the test ends.
