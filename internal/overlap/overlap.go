@@ -11,13 +11,13 @@ import (
 )
 
 // Every calls fn every interval until ctx ends, each call in a goroutine of
-// its own, at most max at once: a tick that finds max calls running is
+// its own, at most most at once: a tick that finds that many running is
 // skipped. sent is when the call was started, the time its answer speaks
 // for. Every returns once ctx has ended and every call has returned.
-func Every(ctx context.Context, interval time.Duration, max int, fn func(sent time.Time)) {
+func Every(ctx context.Context, interval time.Duration, most int, fn func(sent time.Time)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	slots := make(chan struct{}, max)
+	slots := make(chan struct{}, most)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -29,7 +29,7 @@ func Every(ctx context.Context, interval time.Duration, max int, fn func(sent ti
 		select {
 		case slots <- struct{}{}:
 		default:
-			continue // max calls running: skip this tick
+			continue // most calls running: skip this tick
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
