@@ -11,9 +11,10 @@ import (
 )
 
 // Every calls fn every interval until ctx ends, each call in a goroutine of
-// its own, at most most at once: a tick that finds that many running is
-// skipped. sent is when the call was started, the time its answer speaks
-// for. Every returns once ctx has ended and every call has returned.
+// its own, with no more than most of them running at once: a tick that
+// finds that many running is skipped. sent is when the call was started,
+// the time its answer speaks for. Every returns once ctx has ended and
+// every call has returned.
 func Every(ctx context.Context, interval time.Duration, most int, fn func(sent time.Time)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
