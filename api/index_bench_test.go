@@ -312,3 +312,34 @@ func BenchmarkCheckHandler(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckBatchHandler is BenchmarkCheckHandler for a
+// /v1/check/batch of 1,000 addresses: the handler without a connection.
+func BenchmarkCheckBatchHandler(b *testing.B) {
+	rdb := redis.NewClient(&redis.Options{Addr: testredis.StartVolatile(b).Addr()})
+	defer rdb.Close()
+	keyer := suppression.NewKeyer([]byte("p"))
+	store := teststore.Build(b, rdb, redisstore.Options{Prefix: teststore.Prefix(), Keying: keyer.Fingerprint()})
+	h := New(indexed(b, store), Options{Keys: testKeys(b), Normalizer: norm, Keyer: keyer}, slog.New(slog.DiscardHandler), prometheus.NewRegistry()).Handler()
+	var body bytes.Buffer
+	body.WriteString(`{"channel":"email","purpose":"marketing","contacts":[`)
+	for i := range 1000 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"ref":"%d","identifiers":[{"type":"email","value":"reader-%d@example.org"}]}`, i, i)
+	}
+	body.WriteString(`]}`)
+	raw := body.Bytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/v1/check/batch", bytes.NewReader(raw))
+		r.Header.Set("Authorization", "Bearer "+checkKey)
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code, w.Body.String())
+		}
+	}
+}
