@@ -321,6 +321,9 @@ listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/kafka-keystore.pem
 log.dirs=$KDIR/data
 num.partitions=3
 auto.create.topics.enable=true
+# Topics judge age by the broker's clock, as docs/operations.md tells
+# operators to make the intake topics (internal/smoke TestSmokeLogAppendTime).
+log.message.timestamp.type=LogAppendTime
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=1
 transaction.state.log.replication.factor=1

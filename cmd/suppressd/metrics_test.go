@@ -135,8 +135,11 @@ func TestServeLagOfBothStages(t *testing.T) {
 	}
 	waitFor("ingest caught up, apply stuck with every ledger record", func() bool {
 		ledger := lagOf("apply")
-		return fmt.Sprint(lagOf("ingest")) == fmt.Sprint(intake) && len(ledger) == 2 &&
-			ledger[topic+"-ledger/0"]+ledger[topic+"-ledger/1"] == n+1 // and the genesis record
+		// Every event's record waits; the genesis record too, unless the
+		// apply stage read it in a batch of its own before the events
+		// came: it needs no store write, so that batch was committed.
+		waiting := ledger[topic+"-ledger/0"] + ledger[topic+"-ledger/1"]
+		return fmt.Sprint(lagOf("ingest")) == fmt.Sprint(intake) && len(ledger) == 2 && (waiting == n || waiting == n+1)
 	})
 	require.Equal(t, map[string]float64{"": 0}, series(parseMetrics(t, p.metrics(t)), "suppressd_store_ready", "", nil))
 

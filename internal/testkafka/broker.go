@@ -70,6 +70,7 @@ func StartBroker(t testing.TB) *Broker {
 		"log.dirs=" + filepath.Join(b.dir, "data"),
 		"num.partitions=1",
 		"auto.create.topics.enable=false",
+		"log.message.timestamp.type=LogAppendTime", // as the test command's broker
 		"offsets.topic.replication.factor=1",
 		"offsets.topic.num.partitions=1",
 		"transaction.state.log.replication.factor=1",
