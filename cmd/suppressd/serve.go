@@ -136,7 +136,7 @@ func serve(ctx context.Context, s *settings, log *slog.Logger, ready func(addr s
 		mux := http.NewServeMux()
 		if s.keyring != nil {
 			mux.Handle("/u/", httplimit.BodyDeadline(unsubscribe.NewHandler(unsubscribe.Options{
-				Keyring: s.keyring, Publisher: pub, HonorDNT: s.Link.HonorDNT, Logger: log.With("component", "unsubscribe"),
+				Keyring: s.keyring, Publisher: pub, HonorDNT: s.Link.HonorDNT, Logger: log,
 				PublishLog: d.publishLog, TokenRate: offIfZero(s.Link.Rate), ClientRate: offIfZero(s.Link.ClientRate),
 				ClientIPHeader: s.Link.ClientIPHeader, Brands: s.brands, Registerer: reg,
 			}), s.API.BodyTimeout))
