@@ -196,6 +196,10 @@ func TestAlertsFire(t *testing.T) {
 		{"SuppressdStoreNotReady", "a pod whose layout differs", lines(
 			series("c", "suppressd_store_ready", `pod="a"`)+" 1x20", series("c", "suppressd_store_ready", `pod="b"`)+" 0x20"), 20, 5},
 		{"SuppressdStoreNotReady", "a blip", series("c", "suppressd_store_ready", `pod="a"`) + " 1 0 0 0 1x16", 20, -1},
+		{"SuppressdIndexNotServing", "a feed that never catches up", series("a", "suppressd_index_serving", `pod="a"`) + " 0x30", 30, 15},
+		{"SuppressdIndexNotServing", "a warm-up, then serving", series("a", "suppressd_index_serving", `pod="a"`) + " 0 0 0 1x27", 30, -1},
+		{"SuppressdIndexNotServing", "one replica of two without it", lines(
+			series("a", "suppressd_index_serving", `pod="a"`)+" 1x30", series("a", "suppressd_index_serving", `pod="b"`)+" 0x30"), 30, 15},
 		// Of 100 filter requests a minute, 5 cut by the store midway: no 5xx
 		// series at all, and still an error ratio.
 		{"SuppressdAPIErrors", "streams cut by the store", lines(

@@ -90,7 +90,7 @@ func TestFull(t *testing.T) {
 		"SuppressdConsumerLagGrowing", "SuppressdDeadLetters", "SuppressdOptOutFreshnessSLO",
 		"SuppressdCheckErrors", "SuppressdAPIErrors", "SuppressdCheckLatency",
 		"SuppressdConsumerLagHigh", "SuppressdConsumerStalled", "SuppressdDeadLetterAging", "SuppressdStoreNotReady",
-		"SuppressdPublishFailures", "SuppressdUnsubscribeErrors", "SuppressdWebhookErrors",
+		"SuppressdPublishFailures", "SuppressdUnsubscribeErrors", "SuppressdWebhookErrors", "SuppressdIndexNotServing",
 		"SuppressdFilterMalformed", // prometheusRule.additionalRules
 	})
 
