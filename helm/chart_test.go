@@ -105,7 +105,7 @@ func TestFull(t *testing.T) {
 		"suppressd_optout_freshness_seconds_bucket", "suppressd_consumer_dead_letters_total", "suppressd_api_request_duration_seconds_bucket",
 		"suppressd_dead_letter_oldest_seconds", "suppressd_store_ready", "suppressd_unsubscribe_requests_total",
 		"suppressd_unsubscribe_request_duration_seconds_bucket", "suppressd_publish_events_total", "suppressd_webhook_requests_total",
-		"suppressd_api_stream_aborts_total"} {
+		"suppressd_api_stream_aborts_total", "suppressd_index_keys_read_total", "suppressd_index_serving"} {
 		require.Contains(t, dash.Data["suppressd.json"], m)
 	}
 
