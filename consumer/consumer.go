@@ -95,7 +95,9 @@ type Options struct {
 	// BatchSize is the most messages handled together. Default 2000.
 	BatchSize int
 	// BatchWait is how long a batch waits to fill once its first message is
-	// in. Default 20ms: opt-outs are visible within it under light load.
+	// in. Default 5ms: each stage adds up to it to an opt-out's way into
+	// the store, and a longer wait bought no throughput (BenchmarkEndToEnd
+	// measured the same rates at 5ms and 20ms).
 	BatchWait time.Duration
 	// BackoffMin and BackoffMax bound the retry delay of a failed effect,
 	// dead-letter write or commit; the delay doubles from min to max, with
@@ -124,7 +126,7 @@ func (o *Options) setDefaults() {
 		o.BatchSize = 2000
 	}
 	if o.BatchWait <= 0 {
-		o.BatchWait = 20 * time.Millisecond
+		o.BatchWait = 5 * time.Millisecond
 	}
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = 100 * time.Millisecond

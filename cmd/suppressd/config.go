@@ -250,7 +250,7 @@ type ConsumerConfig struct {
 	Group      string        `envconfig:"GROUP" default:"suppressd" desc:"consumer group of the ingest stage (intake topics to the ledger)"`
 	ApplyGroup string        `envconfig:"APPLY_GROUP" desc:"consumer group of the apply stage (the ledger to the store); default the ingest group's name with -apply"`
 	BatchSize  int           `envconfig:"BATCH_SIZE" default:"2000" desc:"most messages per batch, 1 to 100000"`
-	BatchWait  time.Duration `envconfig:"BATCH_WAIT" default:"20ms" desc:"how long a batch waits to fill after its first message"`
+	BatchWait  time.Duration `envconfig:"BATCH_WAIT" default:"5ms" desc:"how long a batch waits to fill after its first message"`
 	BackoffMin time.Duration `envconfig:"BACKOFF_MIN" default:"100ms" desc:"first retry delay after a store, dead-letter or commit failure (doubling, full jitter)"`
 	BackoffMax time.Duration `envconfig:"BACKOFF_MAX" default:"10s" desc:"longest retry delay"`
 	// The broker bounds SessionTimeout (group.min.session.timeout.ms, 6s
