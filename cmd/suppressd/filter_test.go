@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -51,29 +52,24 @@ func TestFilterRowsThroughKafka(t *testing.T) {
 	defer cancel()
 	topic := testkafka.Unique("rows")
 	topics := publish.Topics{Unsubscribes: topic, Consent: topic + "-consent", Erasure: topic + "-erasure"}
-	for _, name := range []string{topics.Unsubscribes, topics.Consent, topics.Erasure, topic + "-admin", topic + "-ledger", topic + "-dlq"} {
+	env, names := serviceTopics(topic)
+	for _, name := range names {
 		testkafka.CreateTopic(ctx, t, brokers[0], name, 3)
 	}
 	apiAddr, apiKey := freePort(t), "sdk_rows_e2e"
 	h := sha256.Sum256([]byte(apiKey))
-	for k, v := range map[string]string{
+	maps.Copy(env, map[string]string{
 		"SUPPRESSD_ROLE":                "api,consumer",
 		"SUPPRESSD_API_ADDR":            apiAddr,
 		"SUPPRESSD_API_KEYS":            "exporter:check+filter:" + hex.EncodeToString(h[:]),
 		"SUPPRESSD_KAFKA_BROKERS":       strings.Join(brokers, ","),
 		"SUPPRESSD_REDIS_ADDRS":         redisAddr,
-		"SUPPRESSD_TOPIC_UNSUBSCRIBES":  topics.Unsubscribes,
-		"SUPPRESSD_TOPIC_CONSENT":       topics.Consent,
-		"SUPPRESSD_TOPIC_ERASURE":       topics.Erasure,
-		"SUPPRESSD_TOPIC_ADMIN":         topic + "-admin",
-		"SUPPRESSD_TOPIC_LEDGER":        topic + "-ledger",
-		"SUPPRESSD_TOPIC_DEAD_LETTER":   topic + "-dlq",
-		"SUPPRESSD_CONSUMER_GROUP":      topic,
 		"SUPPRESSD_STORE_PREFIX":        strings.ReplaceAll(testkafka.Unique("rw"), "-", ""),
 		"SUPPRESSD_PEPPER":              "MDEyMzQ1Njc4OWFiY2RlZi1yb3dzLXBlcHBlcg==",
 		"SUPPRESSD_PHONE_REGION":        "GB",
 		"SUPPRESSD_CONSUMER_BATCH_WAIT": "5ms",
-	} {
+	})
+	for k, v := range env {
 		t.Setenv(k, v)
 	}
 	serveInProcess(t, "") // the roles of SUPPRESSD_ROLE

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -51,16 +52,10 @@ func servingEnv(ctx context.Context, t *testing.T, redisAddr string) (brokers []
 	t.Helper()
 	brokers = testenv.KafkaBrokers(t)
 	topic = testkafka.Unique("unsub")
-	env := map[string]string{
+	env, names := serviceTopics(topic)
+	maps.Copy(env, map[string]string{
 		"SUPPRESSD_KAFKA_BROKERS":        strings.Join(brokers, ","),
 		"SUPPRESSD_REDIS_ADDRS":          redisAddr,
-		"SUPPRESSD_TOPIC_UNSUBSCRIBES":   topic,
-		"SUPPRESSD_TOPIC_CONSENT":        topic + "-consent",
-		"SUPPRESSD_TOPIC_ERASURE":        topic + "-erasure",
-		"SUPPRESSD_TOPIC_ADMIN":          topic + "-admin",
-		"SUPPRESSD_TOPIC_LEDGER":         topic + "-ledger",
-		"SUPPRESSD_TOPIC_DEAD_LETTER":    topic + "-dlq",
-		"SUPPRESSD_CONSUMER_GROUP":       topic,
 		"SUPPRESSD_STORE_PREFIX":         teststore.Prefix(),
 		"SUPPRESSD_API_ADDR":             "127.0.0.1:0",
 		"SUPPRESSD_API_KEYS":             "ops:check+publish+admin:" + sha256hex(testAPIKey),
@@ -69,14 +64,30 @@ func servingEnv(ctx context.Context, t *testing.T, redisAddr string) (brokers []
 		"SUPPRESSD_CONSUMER_BACKOFF_MIN": "20ms",
 		"SUPPRESSD_CONSUMER_BACKOFF_MAX": "500ms",
 		"SUPPRESSD_LOG_FORMAT":           "json",
-	}
+	})
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	for _, tp := range []string{topic, topic + "-consent", topic + "-erasure", topic + "-admin", topic + "-ledger", topic + "-dlq"} {
+	for _, tp := range names {
 		testkafka.CreateTopic(ctx, t, brokers[0], tp, 2)
 	}
 	return brokers, topic
+}
+
+// serviceTopics names the topics of a serving test under topic: the
+// configuration naming them and the consumer group, and the topics to
+// create.
+func serviceTopics(topic string) (env map[string]string, names []string) {
+	env = map[string]string{
+		"SUPPRESSD_TOPIC_UNSUBSCRIBES": topic,
+		"SUPPRESSD_TOPIC_CONSENT":      topic + "-consent",
+		"SUPPRESSD_TOPIC_ERASURE":      topic + "-erasure",
+		"SUPPRESSD_TOPIC_ADMIN":        topic + "-admin",
+		"SUPPRESSD_TOPIC_LEDGER":       topic + "-ledger",
+		"SUPPRESSD_TOPIC_DEAD_LETTER":  topic + "-dlq",
+		"SUPPRESSD_CONSUMER_GROUP":     topic,
+	}
+	return env, []string{topic, topic + "-consent", topic + "-erasure", topic + "-admin", topic + "-ledger", topic + "-dlq"}
 }
 
 // testAPIKey is the API key servingEnv configures.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"maps"
 	"net/http"
 	"regexp"
 	"strings"
@@ -29,7 +30,8 @@ func TestOneClickEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topic := testkafka.Unique("unsub")
-	for _, name := range []string{topic, topic + "-consent", topic + "-erasure", topic + "-admin", topic + "-ledger", topic + "-dlq"} {
+	env, names := serviceTopics(topic)
+	for _, name := range names {
 		testkafka.CreateTopic(ctx, t, brokers[0], name, 3)
 	}
 	apiAddr := freePort(t)
@@ -39,19 +41,12 @@ func TestOneClickEndToEnd(t *testing.T) {
 	for i := range secret {
 		secret[i] = byte(i * 7)
 	}
-	for k, v := range map[string]string{
+	maps.Copy(env, map[string]string{
 		"SUPPRESSD_ROLE":                 "api,consumer",
 		"SUPPRESSD_API_ADDR":             apiAddr,
 		"SUPPRESSD_API_KEYS":             "e2e:check+publish:" + hex.EncodeToString(h[:]),
 		"SUPPRESSD_KAFKA_BROKERS":        strings.Join(brokers, ","),
 		"SUPPRESSD_REDIS_ADDRS":          redisAddr,
-		"SUPPRESSD_TOPIC_UNSUBSCRIBES":   topic,
-		"SUPPRESSD_TOPIC_CONSENT":        topic + "-consent",
-		"SUPPRESSD_TOPIC_ERASURE":        topic + "-erasure",
-		"SUPPRESSD_TOPIC_ADMIN":          topic + "-admin",
-		"SUPPRESSD_TOPIC_LEDGER":         topic + "-ledger",
-		"SUPPRESSD_TOPIC_DEAD_LETTER":    topic + "-dlq",
-		"SUPPRESSD_CONSUMER_GROUP":       topic,
 		"SUPPRESSD_STORE_PREFIX":         strings.ReplaceAll(testkafka.Unique("oc"), "-", ""),
 		"SUPPRESSD_LINK_KEYS":            "k1:" + base64.StdEncoding.EncodeToString(secret),
 		"SUPPRESSD_LINK_BASE_URL":        "http://" + apiAddr,
@@ -59,7 +54,8 @@ func TestOneClickEndToEnd(t *testing.T) {
 		"SUPPRESSD_LOG_FORMAT":           "json",
 		"SUPPRESSD_CONSUMER_BATCH_WAIT":  "5ms",
 		"SUPPRESSD_CONSUMER_BACKOFF_MIN": "20ms",
-	} {
+	})
+	for k, v := range env {
 		t.Setenv(k, v)
 	}
 	serveInProcess(t, "") // the roles of SUPPRESSD_ROLE

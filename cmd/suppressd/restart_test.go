@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -48,16 +49,10 @@ func TestBrokerRestartResumesConsuming(t *testing.T) {
 	defer cancel()
 
 	topic := testkafka.Unique("restart")
-	env := map[string]string{
+	env, names := serviceTopics(topic)
+	maps.Copy(env, map[string]string{
 		"SUPPRESSD_KAFKA_BROKERS":        broker.Addr(),
 		"SUPPRESSD_REDIS_ADDRS":          redisAddr,
-		"SUPPRESSD_TOPIC_UNSUBSCRIBES":   topic,
-		"SUPPRESSD_TOPIC_CONSENT":        topic + "-consent",
-		"SUPPRESSD_TOPIC_ERASURE":        topic + "-erasure",
-		"SUPPRESSD_TOPIC_ADMIN":          topic + "-admin",
-		"SUPPRESSD_TOPIC_LEDGER":         topic + "-ledger",
-		"SUPPRESSD_TOPIC_DEAD_LETTER":    topic + "-dlq",
-		"SUPPRESSD_CONSUMER_GROUP":       topic,
 		"SUPPRESSD_STORE_PREFIX":         teststore.Prefix(),
 		"SUPPRESSD_API_ADDR":             "127.0.0.1:0",
 		"SUPPRESSD_API_KEYS":             "ops:check+publish+admin:" + sha256hex(testAPIKey),
@@ -69,8 +64,8 @@ func TestBrokerRestartResumesConsuming(t *testing.T) {
 		// The default session timeout: what the broker would wait for a
 		// member that never left.
 		"SUPPRESSD_CONSUMER_SESSION_TIMEOUT": "30s",
-	}
-	for _, tp := range []string{topic, topic + "-consent", topic + "-erasure", topic + "-admin", topic + "-ledger", topic + "-dlq"} {
+	})
+	for _, tp := range names {
 		testkafka.CreateTopic(ctx, t, broker.Addr(), tp, 2)
 	}
 	addr, logs, _ := serveSettings(t, settingsFrom(t, env, "api,consumer"))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,7 +27,8 @@ func secureEnv(ctx context.Context, t *testing.T) (kafkaPassword, redisPassword 
 	t.Helper()
 	k, r := testenv.KafkaSASL(t), testenv.RedisTLS(t)
 	topic := testkafka.Unique("secure")
-	env := map[string]string{
+	env, names := serviceTopics(topic)
+	maps.Copy(env, map[string]string{
 		"SUPPRESSD_KAFKA_BROKERS":        strings.Join(k.Brokers, ","),
 		"SUPPRESSD_KAFKA_SASL_MECHANISM": k.Mechanism,
 		"SUPPRESSD_KAFKA_SASL_USERNAME":  k.Username,
@@ -40,13 +42,6 @@ func secureEnv(ctx context.Context, t *testing.T) (kafkaPassword, redisPassword 
 		"SUPPRESSD_REDIS_TLS_CA_FILE":    r.CAFile,
 		// The ACL user may touch keys that start with "sd" only.
 		"SUPPRESSD_STORE_PREFIX":         "sd" + teststore.Prefix(),
-		"SUPPRESSD_TOPIC_UNSUBSCRIBES":   topic,
-		"SUPPRESSD_TOPIC_CONSENT":        topic + "-consent",
-		"SUPPRESSD_TOPIC_ERASURE":        topic + "-erasure",
-		"SUPPRESSD_TOPIC_ADMIN":          topic + "-admin",
-		"SUPPRESSD_TOPIC_LEDGER":         topic + "-ledger",
-		"SUPPRESSD_TOPIC_DEAD_LETTER":    topic + "-dlq",
-		"SUPPRESSD_CONSUMER_GROUP":       topic,
 		"SUPPRESSD_API_ADDR":             "127.0.0.1:0",
 		"SUPPRESSD_API_KEYS":             "ops:check+publish+admin:" + sha256hex(testAPIKey),
 		"SUPPRESSD_PEPPER":               "c2VjdXJlLXRyYW5zcG9ydC1wZXBwZXI=",
@@ -54,7 +49,7 @@ func secureEnv(ctx context.Context, t *testing.T) (kafkaPassword, redisPassword 
 		"SUPPRESSD_CONSUMER_BACKOFF_MIN": "20ms",
 		"SUPPRESSD_CONSUMER_BACKOFF_MAX": "500ms",
 		"SUPPRESSD_LOG_FORMAT":           "json",
-	}
+	})
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -62,7 +57,7 @@ func secureEnv(ctx context.Context, t *testing.T) (kafkaPassword, redisPassword 
 		TLS: true, TLSCAFile: k.CAFile, DialTimeout: 10 * time.Second}
 	dialer, err := cfg.Dialer()
 	require.NoError(t, err)
-	for _, tp := range []string{topic, topic + "-consent", topic + "-erasure", topic + "-admin", topic + "-ledger", topic + "-dlq"} {
+	for _, tp := range names {
 		testkafka.CreateTopicVia(ctx, t, dialer, k.Brokers[0], tp, 2)
 	}
 	return k.Password, r.Password
