@@ -25,6 +25,10 @@ const (
 	outcomeDeadLetter = "dead_letter" // invalid, sent to the dead-letter topic
 )
 
+// latencyBuckets are the freshness's and the delay's, 5 ms to 48 h:
+// Gmail's deadline is 48 h, CAN-SPAM's 10 business days.
+var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600}
+
 // newMetrics registers a stage's metrics: every series carries the stage
 // (ingest, apply) as a constant label.
 func newMetrics(reg prometheus.Registerer, stage string) *metrics {
@@ -54,14 +58,13 @@ func newMetrics(reg prometheus.Registerer, stage string) *metrics {
 		}),
 		freshness: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "suppressd_optout_freshness_seconds", ConstLabels: cl,
-			Help: "Seconds from the time the person acted (occurred_at) to the event's effect: stage apply is the opt-out visible in the store; stage ingest in the ledger.",
-			// 5 ms to 48 h: Gmail's deadline is 48 h, CAN-SPAM's 10 business days.
-			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600},
+			Help:    "Seconds from the time the person acted (occurred_at) to the event's effect: stage apply is the opt-out visible in the store; stage ingest in the ledger.",
+			Buckets: latencyBuckets,
 		}),
 		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "suppressd_consumer_delay_seconds", ConstLabels: cl,
 			Help:    "Seconds from the event's reference time (when it reached its intake topic, as ingest judged it; carried by the ledger record) to the stage's effect: stage apply is intake to visible in the store, both stages together. Unlike the freshness, a publisher's own lateness is not in it.",
-			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600},
+			Buckets: latencyBuckets,
 		}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "suppressd_consumer_retries_total", ConstLabels: cl,
